@@ -1,0 +1,49 @@
+# One entry point for developers and CI. Every target runs from the repository root.
+SHELL := /bin/bash
+export UV_PYTHON_DOWNLOADS := never
+# ../shared is the asset mirror when it exists (this project's CI); otherwise assets come from upstream.
+export ASSETS_MIRROR ?= $(abspath $(wildcard ../shared))
+UV ?= uv
+RUN := $(UV) run --frozen
+STACK := python3 stack/localstack.py
+
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve stop bench clean
+
+install:  ## the Python workspace (uv is installed with pip when missing)
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
+	$(UV) sync --frozen --all-packages
+
+assets: install  ## models, labels and sample images into .cache/assets, checked by sha256
+	$(RUN) inference-assets fetch
+
+up:  ## Kafka (KRaft) and FerretDB on 127.0.0.1, downloaded and built on first use
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+logs:
+	$(STACK) logs
+
+kafka-topics:  ## the native Kafka tool: list and describe topics
+	$(STACK) kafka-topics --describe
+
+kafka-consume:  ## the native console consumer: make kafka-consume TOPIC=inference.jobs
+	$(STACK) kafka-consume --topic $(or $(TOPIC),inference.jobs) --from-beginning
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src
+
+pytest: assets up
+	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+
+test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
+
+clean:
+	$(STACK) down || true
+	rm -rf .cache .venv .pytest_cache .mypy_cache .ruff_cache .coverage coverage.xml

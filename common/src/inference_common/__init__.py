@@ -1,0 +1,1 @@
+"""Shared by every service: settings, the event contract, client setup and assets."""

@@ -1,0 +1,43 @@
+"""Settings shared by every service, read from the environment (defaults: the local stack)."""
+
+from pathlib import Path
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    """Every variable is documented in docs/configuration.md; services extend this class."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # SASL/TLS for a real cluster; PLAINTEXT suits the loopback-only local stack.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: str | None = None
+
+    mongodb_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
+    mongodb_database: str = "inference"
+
+    topic_jobs: str = "inference.jobs"
+    topic_results: str = "inference.results"
+    topic_dead_letter: str = "inference.deadletter"
+    topic_partitions: int = 6
+    topic_replication_factor: int = 1
+
+    assets_manifest: Path = Path("assets/manifest.toml")
+    assets_cache_dir: Path = Path(".cache/assets")
+    # A directory laid out like the upstream mirror (models/, images/, datasets/) replaces
+    # the network when set.
+    assets_mirror: Path | None = None
+
+    log_level: str = "INFO"
+
+    @field_validator("assets_mirror", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `ASSETS_MIRROR=` (as make exports it when ../shared is absent) means no mirror.
+        return None if value == "" else value

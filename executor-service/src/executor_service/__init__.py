@@ -1,0 +1,1 @@
+"""Runs TFLite models on job events and publishes result events."""

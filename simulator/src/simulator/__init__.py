@@ -1,0 +1,1 @@
+"""Simulated traffic through the public API, and a human-readable view of the event log."""

@@ -1,0 +1,77 @@
+"""Session fixtures: the real Kafka and MongoDB API, from the environment or the local stack.
+
+KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, when both are set, point the tests at servers you run
+(a real MongoDB works too); otherwise `stack/localstack.py up` starts Kafka and FerretDB on
+127.0.0.1. Each test that asks for `isolated_env` gets its own topics and database, so tests
+never see each other's events or documents.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from inference_common.settings import CommonSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_localstack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("localstack", ROOT / "stack" / "localstack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict[str, str]:
+    """Where Kafka and the MongoDB API answer, starting the local stack when needed."""
+    names = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")
+    given = {name: os.environ[name] for name in names if name in os.environ}
+    if len(given) == 2:
+        return given
+    load_localstack().up()
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": given.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        "MONGODB_URI": given.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
+    }
+
+
+@pytest.fixture
+def isolated_env(
+    stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, str]]:
+    """Fresh topics and a fresh database for one test, exported to the environment too."""
+    suffix = uuid.uuid4().hex[:10]
+    env = {
+        **stack_env,
+        "TOPIC_JOBS": f"test.{suffix}.jobs",
+        "TOPIC_RESULTS": f"test.{suffix}.results",
+        "TOPIC_DEAD_LETTER": f"test.{suffix}.deadletter",
+        "TOPIC_PARTITIONS": "3",
+        "MONGODB_DATABASE": f"test_{suffix}",
+        "ASSETS_CACHE_DIR": str(ROOT / ".cache" / "assets"),
+        "ASSETS_MANIFEST": str(ROOT / "assets" / "manifest.toml"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield env
+    from inference_common.mongo import sync_client
+
+    client = sync_client(CommonSettings())
+    try:
+        client.drop_database(env["MONGODB_DATABASE"])
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settings(isolated_env: dict[str, str]) -> CommonSettings:
+    return CommonSettings()
