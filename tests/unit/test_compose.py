@@ -1,0 +1,50 @@
+"""docker-compose.yaml cannot run here (no Docker engine), so check it statically."""
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+
+
+def test_infrastructure_uses_the_official_images() -> None:
+    assert SERVICES["mongo"]["image"].startswith("mongo:")
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
+
+
+def test_every_build_context_and_dockerfile_exists() -> None:
+    built = {name: s["build"] for name, s in SERVICES.items() if "build" in s}
+    assert {"inference-service", "executor-service", "simulator"} <= set(built)
+    for build in built.values():
+        context = ROOT / build["context"]
+        assert context.is_dir()
+        dockerfile = context / build["dockerfile"]
+        assert dockerfile.is_file(), dockerfile
+        assert "FROM " in dockerfile.read_text()
+
+
+def test_dependencies_exist_and_healthy_conditions_have_healthchecks() -> None:
+    for service in SERVICES.values():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in SERVICES
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dependency], dependency
+
+
+def test_ports_are_unique_loopback_and_the_api_is_on_8080() -> None:
+    published = [p for s in SERVICES.values() for p in s.get("ports", [])]
+    host_ports = [p.rsplit(":", 1)[0] for p in published]
+    assert len(host_ports) == len(set(host_ports))
+    assert all(p.startswith("127.0.0.1:") for p in published)
+    assert "127.0.0.1:8080:8080" in SERVICES["inference-service"]["ports"]
+
+
+def test_services_reach_kafka_and_mongo_by_their_service_names() -> None:
+    kafka_listeners = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name in ("inference-service", "executor-service", "simulator"):
+        env = SERVICES[name]["environment"]
+        assert f"PLAINTEXT://{env['KAFKA_BOOTSTRAP_SERVERS']}" in kafka_listeners
+        assert env["MONGODB_URI"].startswith("mongodb://mongo:27017")
