@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """The local stack: Apache Kafka (KRaft, one node) and FerretDB (MongoDB API on SQLite).
 
+With --platform, the same machinery also runs the job service and an executor from the
+workspace's virtualenv (.venv), for the demo and for trying the API by hand.
+
 No Docker: Kafka's jars come from Maven Central (stack/pom.xml), FerretDB is built from the Go
 module proxy (stack/ferretdb/). Both run as detached processes bound to 127.0.0.1, with their
 state, logs and pid files under .cache/stack/ (or $STACK_DIR).
 
-    python3 stack/localstack.py up|down|status|logs [-f]|env
+    python3 stack/localstack.py up [--platform]|down|status|logs [-f]|env
     python3 stack/localstack.py kafka-topics [--describe ...]
     python3 stack/localstack.py kafka-consume --topic T [--from-beginning] [extra args]
 
@@ -32,6 +35,8 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Self
@@ -39,7 +44,9 @@ from typing import IO, Self
 STACK_SRC = Path(__file__).resolve().parent
 REPO_ROOT = STACK_SRC.parent
 HOST = "127.0.0.1"
-SERVICES = ("kafka", "ferretdb")
+INFRASTRUCTURE = ("kafka", "ferretdb")
+PLATFORM = ("inference-service", "executor-service")
+SERVICES = INFRASTRUCTURE + PLATFORM
 _HAVE_PROC = Path("/proc/self/stat").exists()
 # The FerretDB binary is rebuilt whenever one of these changes.
 _GO_FILES = ("go.mod", "go.sum", "tools.go")
@@ -71,6 +78,8 @@ class Config:
     kafka_port: int
     controller_port: int
     mongo_port: int
+    api_port: int
+    executor_port: int
     timeout: float
 
     @classmethod
@@ -81,6 +90,8 @@ class Config:
             kafka_port=_env_int("STACK_KAFKA_PORT", 9092),
             controller_port=_env_int("STACK_KAFKA_CONTROLLER_PORT", 9093),
             mongo_port=_env_int("STACK_MONGO_PORT", 27017),
+            api_port=_env_int("SERVICE_PORT", 8080),
+            executor_port=_env_int("EXECUTOR_HTTP_PORT", 8081),
             timeout=float(_env_int("STACK_UP_TIMEOUT", 120)),
         )
 
@@ -563,6 +574,34 @@ def _ferretdb_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
     return argv, {"FERRETDB_TELEMETRY": "disable", "DO_NOT_TRACK": "1"}
 
 
+# ---------------------------------------------------------------- platform services
+
+
+def http_ready(port: int, path: str = "/readyz") -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=2) as response:
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _platform_prepare(cfg: Config, name: str) -> tuple[list[str], dict[str, str]]:
+    program = REPO_ROOT / ".venv" / "bin" / name
+    if not program.exists():
+        raise StackError(f"{program} is missing: install the workspace first (`make install`)")
+    # The services run from the state directory, so every path they read is made absolute.
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap,
+        "MONGODB_URI": cfg.mongodb_uri,
+        "ASSETS_MANIFEST": str(REPO_ROOT / "assets" / "manifest.toml"),
+        "ASSETS_CACHE_DIR": str(REPO_ROOT / ".cache" / "assets"),
+        "OPENAPI_DIR": str(REPO_ROOT / "openapi"),
+        "SERVICE_PORT": str(cfg.api_port),
+        "EXECUTOR_HTTP_PORT": str(cfg.executor_port),
+    }
+    return [str(program)], env
+
+
 # ---------------------------------------------------------------- services
 
 
@@ -584,7 +623,22 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: mongo_ready(cfg.mongo_port),
         prepare=lambda: _ferretdb_prepare(cfg),
     )
-    return {"kafka": kafka, "ferretdb": ferretdb}
+    api = Service(
+        name="inference-service",
+        ports={cfg.api_port: "SERVICE_PORT"},
+        address=f"http://{HOST}:{cfg.api_port}/api/v1/inference/ui/",
+        probe=lambda: http_ready(cfg.api_port),
+        prepare=lambda: _platform_prepare(cfg, "inference-service"),
+    )
+    executor = Service(
+        name="executor-service",
+        ports={cfg.executor_port: "EXECUTOR_HTTP_PORT"},
+        address=f"http://{HOST}:{cfg.executor_port}/metrics",
+        probe=lambda: http_ready(cfg.executor_port),
+        prepare=lambda: _platform_prepare(cfg, "executor-service"),
+    )
+    services = (kafka, ferretdb, api, executor)
+    return {svc.name: svc for svc in services}
 
 
 def _service(cfg: Config, name: str) -> Service:
@@ -628,26 +682,35 @@ def _wait_ready(cfg: Config, svc: Service, pid: int, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def up(cfg: Config | None = None) -> dict[str, ServiceStatus]:
-    """Starts whatever is not running, then waits until every service answers."""
+def up(cfg: Config | None = None, platform: bool = False) -> dict[str, ServiceStatus]:
+    """Starts whatever is not running, then waits until every service answers.
+
+    Kafka and FerretDB always; with `platform`, then the job service and an executor.
+    """
     cfg = cfg or Config.from_env()
     with _locked(cfg):
-        services = list(_services(cfg).values())
-        pids = {svc.name: _running_pid(cfg, svc.name) for svc in services}
-        # Checked before anything starts, so that a clash leaves no service half up.
-        _check_ports([svc for svc in services if pids[svc.name] is None])
-        waiting: list[tuple[Service, int, float]] = []
-        for svc in services:
-            pid = pids[svc.name]
-            if pid is not None and svc.probe():
-                continue
-            started = time.monotonic()
-            waiting.append((svc, pid if pid is not None else _start(cfg, svc), started))
-        # Services were all launched before this first wait: Kafka boots during the Go build.
-        for svc, pid, started in waiting:
-            _wait_ready(cfg, svc, pid, time.monotonic() + cfg.timeout)
-            _say(f"{svc.name}: ready on {svc.address} ({time.monotonic() - started:.1f} s)")
+        _up_group(cfg, INFRASTRUCTURE)
+        if platform:
+            _up_group(cfg, PLATFORM)  # after the infrastructure: they connect at start
     return status(cfg)
+
+
+def _up_group(cfg: Config, names: tuple[str, ...]) -> None:
+    services = [svc for svc in _services(cfg).values() if svc.name in names]
+    pids = {svc.name: _running_pid(cfg, svc.name) for svc in services}
+    # Checked before anything starts, so that a clash leaves no service half up.
+    _check_ports([svc for svc in services if pids[svc.name] is None])
+    waiting: list[tuple[Service, int, float]] = []
+    for svc in services:
+        pid = pids[svc.name]
+        if pid is not None and svc.probe():
+            continue
+        started = time.monotonic()
+        waiting.append((svc, pid if pid is not None else _start(cfg, svc), started))
+    # Services were all launched before this first wait: Kafka boots during the Go build.
+    for svc, pid, started in waiting:
+        _wait_ready(cfg, svc, pid, time.monotonic() + cfg.timeout)
+        _say(f"{svc.name}: ready on {svc.address} ({time.monotonic() - started:.1f} s)")
 
 
 def _signal_and_wait(pid: int, sig: int, timeout: float) -> bool:
@@ -715,7 +778,7 @@ def _print_status(cfg: Config) -> None:
             state = "running" if st.answering else "running (not answering yet)"
         extra = f" (controller {HOST}:{cfg.controller_port})" if st.name == "kafka" else ""
         pid = f"pid {st.pid}" if st.pid else "-"
-        print(f"{st.name:<9} {state:<8} {pid:<10} {st.address}{extra}")
+        print(f"{st.name:<17} {state:<8} {pid:<10} {st.address}{extra}")
 
 
 def _print_env(cfg: Config) -> None:
@@ -775,7 +838,10 @@ def _kafka_consume(cfg: Config, args: Sequence[str]) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="localstack.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start Kafka and FerretDB (downloads and builds on first use)")
+    start = sub.add_parser("up", help="start Kafka and FerretDB (downloaded and built once)")
+    start.add_argument(
+        "--platform", action="store_true", help="then the job service and an executor (.venv)"
+    )
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show each service, its pid and address")
     logs = sub.add_parser("logs", help="tail both logs")
@@ -790,7 +856,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dispatch(cfg: Config, ns: argparse.Namespace) -> int:
     if ns.command == "up":
-        up(cfg)
+        up(cfg, platform=ns.platform)
         _print_status(cfg)
     elif ns.command == "down":
         down(cfg)

@@ -1,9 +1,10 @@
 """Session fixtures: the real Kafka and MongoDB API, from the environment or the local stack.
 
 KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, when both are set, point the tests at servers you run
-(a real MongoDB works too); otherwise `stack/localstack.py up` starts Kafka and FerretDB on
-127.0.0.1. Each test that asks for `isolated_env` gets its own topics and database, so tests
-never see each other's events or documents.
+(a real MongoDB works too); TEST_STACK=testcontainers starts the official images in Docker (for
+machines with an engine; this project's own CI has none); otherwise `stack/localstack.py up`
+starts Kafka and FerretDB on 127.0.0.1. Each test that asks for `isolated_env` gets its own
+topics and database, so tests never see each other's events or documents.
 """
 
 from __future__ import annotations
@@ -31,17 +32,35 @@ def load_localstack() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def stack_env() -> dict[str, str]:
-    """Where Kafka and the MongoDB API answer, starting the local stack when needed."""
+def stack_env() -> Iterator[dict[str, str]]:
+    """Where Kafka and the MongoDB API answer, starting them when needed."""
     names = ("KAFKA_BOOTSTRAP_SERVERS", "MONGODB_URI")
     given = {name: os.environ[name] for name in names if name in os.environ}
     if len(given) == 2:
-        return given
-    load_localstack().up()
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": given.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
-        "MONGODB_URI": given.get("MONGODB_URI", "mongodb://127.0.0.1:27017/"),
-    }
+        yield given
+    elif os.environ.get("TEST_STACK") == "testcontainers":
+        yield from containers_env()
+    else:
+        load_localstack().up()
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+            "MONGODB_URI": "mongodb://127.0.0.1:27017/",
+        }
+
+
+def containers_env() -> Iterator[dict[str, str]]:
+    """The official images under testcontainers: needs a Docker engine."""
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.mongodb import MongoDbContainer
+
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka,
+        MongoDbContainer("mongo:8.0") as mongo,
+    ):
+        yield {
+            "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+            "MONGODB_URI": mongo.get_connection_url(),
+        }
 
 
 @pytest.fixture
