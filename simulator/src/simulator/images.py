@@ -1,0 +1,139 @@
+"""Which images to upload for which model.
+
+Digit models (MNIST) get handwritten digits, exported as PNG in memory from the MNIST test set
+in the asset cache; every other model gets the sample photos the asset manifest lists. A
+directory given with `--images` replaces both, for every model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from inference_common.assets import AssetStore, Manifest
+from simulator.resources import ImageSample, ModelInfo
+
+MEDIA_TYPES: Final = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".bmp": "image/bmp",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+}
+MNIST_IMAGES: Final = "datasets/mnist/t10k-images-idx3-ubyte.gz"
+MNIST_LABELS: Final = "datasets/mnist/t10k-labels-idx1-ubyte.gz"
+MNIST_SAMPLE_COUNT: Final = 20
+DIGITS: Final = tuple(str(d) for d in range(10))
+
+
+class NoImages(RuntimeError):
+    """The images a run needs are not there; the message says how to get them."""
+
+
+def media_type_of(path: Path) -> str | None:
+    return MEDIA_TYPES.get(path.suffix.lower())
+
+
+def load_directory(directory: Path) -> list[ImageSample]:
+    """Every file with an image suffix, sorted by name so runs are repeatable."""
+    if not directory.is_dir():
+        raise NoImages(f"{directory} is not a directory")
+    samples = [
+        ImageSample(path.name, path.read_bytes(), media_type)
+        for path in sorted(directory.iterdir())
+        if path.is_file() and (media_type := media_type_of(path)) is not None
+    ]
+    if not samples:
+        suffixes = ", ".join(sorted(MEDIA_TYPES))
+        raise NoImages(f"no images ({suffixes}) in {directory}")
+    return samples
+
+
+def is_digit_model(model: ModelInfo, manifest: Manifest | None) -> bool:
+    """The manifest knows our models; for others, ten classes is the tell."""
+    if manifest is not None:
+        try:
+            spec = manifest.model_spec(model.name)
+        except KeyError:
+            pass
+        else:
+            return spec.labels == DIGITS
+    return model.task == "classification" and model.label_count == 10
+
+
+def manifest_photos(store: AssetStore) -> list[ImageSample]:
+    samples = []
+    for asset in store.manifest.images():
+        try:
+            path = store.path_of(asset.path)
+        except FileNotFoundError as exc:
+            raise NoImages(str(exc)) from exc
+        samples.append(ImageSample(path.name, path.read_bytes(), media_type_of(path) or "image/*"))
+    return samples
+
+
+def mnist_digits(images_gz: Path, labels_gz: Path | None, count: int) -> list[ImageSample]:
+    """The first `count` test digits as 28x28 grayscale PNGs, named after their label."""
+    from PIL import Image  # only runs that use digit models pay for the import
+
+    raw = gzip.decompress(images_gz.read_bytes())
+    magic, total, rows, cols = struct.unpack(">IIII", raw[:16])
+    if magic != 2051:
+        raise NoImages(f"{images_gz} is not an IDX3 image file (magic {magic})")
+    labels = _mnist_labels(labels_gz) if labels_gz is not None else b""
+    samples = []
+    for i in range(min(count, total)):
+        start = 16 + i * rows * cols
+        image = Image.frombytes("L", (cols, rows), raw[start : start + rows * cols])
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        label = f"-digit-{labels[i]}" if i < len(labels) else ""
+        samples.append(ImageSample(f"mnist-{i:04d}{label}.png", buffer.getvalue(), "image/png"))
+    return samples
+
+
+def _mnist_labels(labels_gz: Path) -> bytes:
+    raw = gzip.decompress(labels_gz.read_bytes())
+    magic, _ = struct.unpack(">II", raw[:8])
+    return raw[8:] if magic == 2049 else b""
+
+
+@dataclass(frozen=True)
+class SampleImages:
+    """The images for each model of a run, loaded once and shared by every job."""
+
+    by_model: dict[str, Sequence[ImageSample]]
+
+    def for_model(self, model: str) -> Sequence[ImageSample]:
+        return self.by_model[model]
+
+
+def select_images(
+    models: Sequence[ModelInfo], store: AssetStore | None, directory: Path | None = None
+) -> SampleImages:
+    """Load only what the chosen models need: no MNIST decoding for a photos-only run."""
+    if directory is not None:
+        chosen = load_directory(directory)
+        return SampleImages({model.name: chosen for model in models})
+    if store is None:
+        raise NoImages("no asset manifest to take sample images from: give --images DIR")
+    digit_models = {m.name for m in models if is_digit_model(m, store.manifest)}
+    photos = manifest_photos(store) if len(digit_models) < len(models) else []
+    digits: list[ImageSample] = []
+    if digit_models:
+        try:
+            images_gz = store.path_of(MNIST_IMAGES)
+        except FileNotFoundError as exc:
+            raise NoImages(str(exc)) from exc
+        try:
+            labels_gz: Path | None = store.path_of(MNIST_LABELS)
+        except FileNotFoundError:
+            labels_gz = None  # labels only name the files
+        digits = mnist_digits(images_gz, labels_gz, MNIST_SAMPLE_COUNT)
+    return SampleImages({m.name: digits if m.name in digit_models else photos for m in models})

@@ -1,0 +1,205 @@
+"""An in-memory job API behind httpx.MockTransport, for the traffic loop's unit tests.
+
+It follows openapi/inference-api.yaml where the simulator relies on it: jobs created with
+`execute=true` go QUEUED → RUNNING → DONE (or FAILED) after `run_s`, each change is sent on
+`GET /events` as a structured CloudEvent, results and problems have the contract's shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec
+
+import httpx
+from cloudevents.core.formats.json import JSONFormat
+
+from inference_common.events import EventType, new_event
+from simulator.client import InferenceClient
+from tests.unit.simulator import job_events as ev
+
+P = ParamSpec("P")
+BASE = "http://127.0.0.1:8080/api/v1/inference"
+MODELS = [
+    {
+        "name": "cls",
+        "title": "C",
+        "task": "classification",
+        "default_options": {},
+        "label_count": 1001,
+    },
+    {
+        "name": "det",
+        "title": "D",
+        "task": "object_detection",
+        "default_options": {},
+        "label_count": 90,
+    },
+]
+
+
+def problem(status: int, kind: str, detail: str, **extra: Any) -> httpx.Response:
+    body = {"type": f"https://cvinference.example/problems/{kind}", "title": kind, "status": status}
+    return httpx.Response(
+        status,
+        json={**body, "detail": detail, **extra},
+        headers={"content-type": "application/problem+json"},
+    )
+
+
+def form_field(body: bytes, name: str) -> str | None:
+    match = re.search(rb'name="' + name.encode() + rb'"\r\n\r\n(.*?)\r\n--', body, re.S)
+    return match.group(1).decode() if match else None
+
+
+@dataclass
+class FakeApi:
+    run_s: float = 0.02
+    failing_models: set[str] = field(default_factory=set)
+    stuck_models: set[str] = field(default_factory=set)
+    rejected_models: set[str] = field(default_factory=set)
+    unavailable_creates: int = 0  # answer this many creates with 503 first
+    events_enabled: bool = True
+    send_events: bool = True
+
+    def __post_init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, str] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.idempotency_keys: list[str] = []
+        self.streams: list[asyncio.Queue[bytes]] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    def client(self, **kwargs: Any) -> InferenceClient:
+        kwargs.setdefault("backoff_s", 0.001)
+        return InferenceClient(BASE, transport=httpx.MockTransport(self.handle), **kwargs)
+
+    def count(self, method: str, pattern: str) -> int:
+        return sum(1 for m, p in self.requests if m == method and re.fullmatch(pattern, p))
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/v1/inference")
+        self.requests.append((request.method, path))
+        if request.method == "GET" and path == "/models":
+            return httpx.Response(200, json={"items": MODELS})
+        if request.method == "GET" and path == "/events":
+            return self._events()
+        if request.method == "POST" and path == "/jobs":
+            return self._create(request)
+        match = re.fullmatch(r"/jobs/([0-9a-f]{32})(/result|/execution|/cancellation)?", path)
+        job = self.jobs.get(match.group(1)) if match else None
+        if match is None or job is None:
+            return problem(404, "not-found", f"{request.method} {path}")
+        return self._job_operation(request.method, match.group(2) or "", job)
+
+    def _job_operation(self, method: str, operation: str, job: dict[str, Any]) -> httpx.Response:
+        if (method, operation) == ("GET", ""):
+            return httpx.Response(200, json=job)
+        if (method, operation) == ("GET", "/result"):
+            return self._result(job)
+        if (method, operation) == ("DELETE", ""):
+            del self.jobs[job["id"]]
+            return httpx.Response(204)
+        if (method, operation) == ("POST", "/execution") and job["status"] == "NEW":
+            self._queue(job)
+            return httpx.Response(202, json=job)
+        if (method, operation) == ("POST", "/cancellation") and job["status"] in ("NEW", "QUEUED"):
+            job["status"] = "CANCELLED"
+            return httpx.Response(200, json=job)
+        return problem(409, "job-status-conflict", f"the job is {job['status']}")
+
+    def _queue(self, job: dict[str, Any]) -> None:
+        job["status"], job["attempt"] = "QUEUED", job["attempt"] + 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if job["model"] not in self.stuck_models:
+            asyncio.get_running_loop().call_later(self.run_s, self._finish, job["id"])
+
+    def _create(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers["Idempotency-Key"]
+        self.idempotency_keys.append(key)
+        if self.unavailable_creates > 0:
+            self.unavailable_creates -= 1
+            return problem(
+                503,
+                "unavailable",
+                "try again",
+            )
+        if key in self.by_key:
+            return httpx.Response(200, json=self.jobs[self.by_key[key]])
+        body = request.read()
+        model = form_field(body, "model") or ""
+        if model in self.rejected_models:
+            return problem(422, "unknown-model", f"no model {model}")
+        if b"not an image" in body:
+            return problem(422, "image-unreadable", "cannot identify image file")
+        job_id = uuid.uuid4().hex
+        job = {
+            "id": job_id,
+            "name": form_field(body, "name"),
+            "model": model,
+            "status": "NEW",
+            "attempt": 0,
+            "error": None,
+        }
+        self.jobs[job_id] = job
+        self.by_key[key] = job_id
+        if form_field(body, "execute") == "true":
+            self._queue(job)
+        return httpx.Response(201, json=job)
+
+    def _finish(self, job_id: str) -> None:
+        self.in_flight -= 1
+        job = self.jobs.get(job_id)
+        if job is None or job["status"] != "QUEUED":
+            return  # deleted or cancelled meanwhile
+        if job["model"] in self.failing_models:
+            job["status"] = "FAILED"
+            job["error"] = {"code": "image_unreadable", "message": "cannot identify image file"}
+            self._publish(EventType.FAILED, job_id, ev.failed(job_id))
+        else:
+            job["status"] = "DONE"
+            self._publish(EventType.COMPLETED, job_id, ev.completed(job_id))
+
+    def _result(self, job: dict[str, Any]) -> httpx.Response:
+        if job["status"] != "DONE":
+            return problem(
+                409, "job-not-done", f"the job is {job['status']}", job_status=job["status"]
+            )
+        return httpx.Response(200, json={"job_id": job["id"], "result": ev.classification()})
+
+    def _publish(self, event_type: EventType, job_id: str, data: dict[str, Any]) -> None:
+        if not self.send_events:
+            return
+        body = JSONFormat().write(new_event(event_type, "/executor-service", job_id, data))
+        frame = b"event: " + event_type.value.encode() + b"\ndata: " + body + b"\n\n"
+        for queue in self.streams:
+            queue.put_nowait(frame)
+
+    def _events(self) -> httpx.Response:
+        if not self.events_enabled:
+            return problem(404, "not-found", "no event stream here")
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.streams.append(queue)
+
+        async def frames() -> AsyncIterator[bytes]:
+            yield b": subscribed\n\n"
+            while True:
+                yield await queue.get()
+
+        return httpx.Response(200, content=frames(), headers={"content-type": "text/event-stream"})
+
+
+def synchronously(test: Callable[P, Coroutine[Any, Any, None]]) -> Callable[P, None]:
+    """Run an async test on a fresh event loop (no pytest plugin needed)."""
+
+    @functools.wraps(test)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        asyncio.run(test(*args, **kwargs))
+
+    return run
