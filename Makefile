@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve stop bench clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch bench clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -19,7 +19,7 @@ assets: install  ## models, labels and sample images into .cache/assets, checked
 up:  ## Kafka (KRaft) and FerretDB on 127.0.0.1, downloaded and built on first use
 	$(STACK) up
 
-down:
+down:  ## stops whatever up/serve/demo started (data stays in .cache/stack)
 	$(STACK) down
 
 status:
@@ -33,6 +33,21 @@ kafka-topics:  ## the native Kafka tool: list and describe topics
 
 kafka-consume:  ## the native console consumer: make kafka-consume TOPIC=inference.jobs
 	$(STACK) kafka-consume --topic $(or $(TOPIC),inference.jobs) --from-beginning
+
+serve: assets  ## the stack, then the job service (http://127.0.0.1:8080) and an executor
+	$(STACK) up --platform
+
+demo: serve  ## the main job: everything up, simulated traffic beside the live event stream
+	@# The watcher runs in the background; a non-interactive shell ignores SIGINT there, so TERM.
+	@.venv/bin/simulator watch & watch=$$!; sleep 1; \
+	.venv/bin/simulator simulate --scenario demo --no-progress \
+	  && .venv/bin/simulator simulate --jobs 40 --concurrency 4 --no-progress; \
+	status=$$?; sleep 2; kill -TERM $$watch; wait $$watch 2>/dev/null; \
+	echo; echo "Still running: Swagger UI at http://127.0.0.1:8080/api/v1/inference/ui/ (make down stops it)"; \
+	exit $$status
+
+watch:  ## the event log, human-readable, from the beginning
+	$(RUN) simulator watch --from-beginning
 
 lint: install
 	$(RUN) ruff check .

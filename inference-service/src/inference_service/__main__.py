@@ -1,0 +1,51 @@
+"""`inference-service`: the API, the outbox relay, the result folder and the deadline
+sweeper in one process (each can be switched off with RUN_* settings)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from types import FrameType
+
+import uvicorn
+
+from inference_service.api.app import create_app
+from inference_service.runtime import Runtime
+from inference_service.settings import ServiceSettings
+
+
+class Server(uvicorn.Server):
+    """uvicorn, which on SIGTERM/SIGINT first ends the open event streams so it can drain."""
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.runtime.end_streams()
+        super().handle_exit(sig, frame)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = ServiceSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    runtime = Runtime(settings)
+    app = create_app(settings, runtime)
+    config = uvicorn.Config(
+        app,
+        host=settings.service_host,
+        port=settings.service_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+        proxy_headers=False,
+    )
+    Server(config, runtime).run()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""The Connexion application: the spec drives routing, validation and security."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from connexion import AsyncApp
+from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.resolver import Resolver
+from jsonschema import Draft4Validator
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from inference_service.api import problems
+from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, StreamsApi
+from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
+from inference_service.api.security import api_key_handler
+from inference_service.api.validation import validator_map
+from inference_service.runtime import Runtime
+from inference_service.settings import ServiceSettings
+
+SPEC_FILE = "inference-api.yaml"
+
+
+def load_spec(openapi_dir: Path, *, with_api_keys: bool) -> dict[str, Any]:
+    """The spec as served; without API keys configured its security requirement is lifted."""
+    spec: dict[str, Any] = yaml.safe_load((openapi_dir / SPEC_FILE).read_text())
+    if not with_api_keys:
+        spec["security"] = []
+    return spec
+
+
+def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> AsyncApp:
+    runtime = runtime or Runtime(settings)
+    clients = settings.clients_by_key()
+    spec = load_spec(settings.openapi_dir, with_api_keys=bool(clients))
+    options_schema = spec["components"]["schemas"]["ModelOptions"]
+    handlers = Handlers(
+        models=ModelsApi(runtime),
+        jobs=JobsApi(
+            runtime, settings.base_path, Draft4Validator(options_schema), settings.max_image_bytes
+        ),
+        streams=StreamsApi(runtime, settings.sse_keepalive_seconds),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    # Connexion warns on every multipart/JSON operation that it picked one body schema.
+    logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
+    app = AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        validator_map=validator_map(),
+        security_map={"apiKey": api_key_handler(clients)},
+    )
+    app.add_api(
+        spec,
+        base_path=settings.base_path,
+        resolver=Resolver(handlers.resolve),
+        validate_responses=settings.validate_responses,
+        # Unknown query or form parameters are refused (a typo like `stauts` is not ignored).
+        strict_validation=True,
+        swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
+    )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        max_body_bytes=settings.max_image_bytes + MULTIPART_ALLOWANCE,
+    )
+    app.add_error_handler(ProblemException, problems.from_connexion)
+    allowed = problems.AllowedMethods(settings.base_path, spec["paths"])
+    app.add_error_handler(HTTPException, allowed.handler)
+    for error in problems.DOMAIN_ERRORS:
+        app.add_error_handler(error, problems.from_domain)
+    app.add_error_handler(Exception, problems.unexpected)
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> JSONResponse:
+        checks = await runtime.ready()
+        ready = all(checks.values())
+        if ready:
+            return JSONResponse({"status": "ready", "checks": checks})
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Service Unavailable",
+                "status": 503,
+                "detail": "not ready: " + ", ".join(k for k, ok in checks.items() if not ok),
+                "instance": "/readyz",
+                "checks": checks,
+            },
+            status_code=503,
+            media_type=problems.PROBLEM_JSON,
+        )
+
+    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+    return app

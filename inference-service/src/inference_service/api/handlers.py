@@ -1,0 +1,276 @@
+"""The operations of openapi/inference-api.yaml: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from connexion import request as current_request
+from jsonschema import Draft4Validator
+from starlette.datastructures import UploadFile
+from starlette.responses import Response, StreamingResponse
+
+from inference_service.api.problems import Problem
+from inference_service.api.security import owner_of
+from inference_service.api.validation import ValidationProblem, collect
+from inference_service.domain.catalog import ModelCatalog, UnknownModel
+from inference_service.domain.clock import as_utc
+from inference_service.domain.images import check_size
+from inference_service.domain.jobs import job_view, result_view
+from inference_service.domain.lifecycle import JobStatus
+from inference_service.service import JobService, NewJob
+from inference_service.storage.jobs import JobFilter
+from inference_service.workers.live import LiveEvent, LiveEvents, Subscription
+
+Answer = tuple[Any, int, dict[str, str]]
+
+
+class Services(Protocol):
+    """What the handlers need, ready once the app has started."""
+
+    @property
+    def catalog(self) -> ModelCatalog: ...
+    @property
+    def service(self) -> JobService: ...
+    @property
+    def live(self) -> LiveEvents | None: ...
+
+
+def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
+    """JSON, said explicitly: the spec also lists problem+json for every operation."""
+    return body, status, {"Content-Type": "application/json", **(headers or {})}
+
+
+def _header(name: str) -> str | None:
+    value = current_request.headers.get(name)
+    return str(value) if value else None
+
+
+class ModelsApi:
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def list_models(self) -> Answer:
+        return answer({"items": [entry.summary() for entry in self._services.catalog.entries()]})
+
+    async def get_model(self, model: str) -> Answer:
+        try:
+            return answer(self._services.catalog.get(model).detail())
+        except UnknownModel as exc:
+            raise Problem(404, str(exc), "model-not-found") from None
+
+
+class JobsApi:
+    def __init__(
+        self,
+        services: Services,
+        base_path: str,
+        options_validator: Draft4Validator,
+        max_image_bytes: int,
+    ) -> None:
+        self._services = services
+        self.base_path = base_path
+        self.options_validator = options_validator
+        self.max_image_bytes = max_image_bytes
+
+    @property
+    def service(self) -> JobService:
+        return self._services.service
+
+    def _view(self, job: dict[str, Any]) -> dict[str, Any]:
+        return job_view(job, self.base_path)
+
+    def _location(self, job_id: str) -> dict[str, str]:
+        return {"Location": f"{self.base_path}/jobs/{job_id}"}
+
+    async def list_jobs(
+        self,
+        *,
+        status: list[str] | None = None,
+        model: str | None = None,
+        task: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        user: str | None = None,
+    ) -> Answer:
+        where = JobFilter(
+            statuses=[JobStatus(s) for s in status or []],
+            model=model,
+            task=task,
+            created_after=_instant(created_after, "created_after"),
+            created_before=_instant(created_before, "created_before"),
+        )
+        jobs, next_cursor = await self.service.page(owner_of(user), where, cursor, limit)
+        return answer({"items": [self._view(job) for job in jobs], "next_cursor": next_cursor})
+
+    async def create_job(
+        self,
+        body: dict[str, Any] | None = None,
+        image: UploadFile | None = None,
+        user: str | None = None,
+    ) -> Answer:
+        fields = body or {}
+        data = None
+        options = fields.get("options") or {}
+        name = fields.get("name")
+        if image is not None:
+            if image.size is not None:
+                check_size(image.size, self.max_image_bytes)
+            data = await image.read()
+            options = self._form_options(options)
+            name = name or image.filename
+        job, created = await self.service.create(
+            NewJob(
+                owner=owner_of(user),
+                name=name or "untitled",
+                model=fields["model"],
+                options=options,
+                image=data,
+                execute=bool(fields.get("execute", False)),
+                idempotency_key=_header("Idempotency-Key"),
+                traceparent=_header("traceparent"),
+            )
+        )
+        return answer(self._view(job), 201 if created else 200, self._location(job["_id"]))
+
+    def _form_options(self, raw: object) -> dict[str, Any]:
+        """Multipart carries the options as a JSON string; check it like the JSON body's."""
+        if isinstance(raw, dict):
+            parsed: object = raw
+        else:
+            try:
+                parsed = json.loads(str(raw)) if raw else {}
+            except ValueError:
+                raise ValidationProblem(
+                    [{"detail": "options is not valid JSON", "pointer": "/options"}]
+                ) from None
+        errors = collect(self.options_validator, parsed)
+        if errors:
+            raise ValidationProblem(
+                [{**error, "pointer": "/options" + error["pointer"]} for error in errors]
+            )
+        assert isinstance(parsed, dict)
+        return parsed
+
+    async def get_job(self, job_id: str, user: str | None = None) -> Answer:
+        return answer(self._view(await self.service.get(owner_of(user), job_id)))
+
+    async def delete_job(self, job_id: str, user: str | None = None) -> Response:
+        await self.service.delete(owner_of(user), job_id, _header("traceparent"))
+        return Response(status_code=204)
+
+    async def get_image(self, job_id: str, user: str | None = None) -> Response:
+        data, media_type = await self.service.image(owner_of(user), job_id)
+        return Response(content=data, media_type=media_type)
+
+    async def put_image(
+        self, job_id: str, body: bytes | None = None, user: str | None = None
+    ) -> Answer:
+        data = body or b""
+        check_size(len(data), self.max_image_bytes)
+        return answer(self._view(await self.service.put_image(owner_of(user), job_id, data)))
+
+    async def execute_job(self, job_id: str, user: str | None = None) -> Answer:
+        job = await self.service.execute(owner_of(user), job_id, _header("traceparent"))
+        return answer(self._view(job), 202, self._location(job_id))
+
+    async def cancel_job(
+        self, job_id: str, body: dict[str, Any] | None = None, user: str | None = None
+    ) -> Answer:
+        reason = (body or {}).get("reason")
+        job = await self.service.cancel(owner_of(user), job_id, reason, _header("traceparent"))
+        return answer(self._view(job))
+
+    async def get_result(self, job_id: str, user: str | None = None) -> Answer:
+        return answer(result_view(await self.service.result(owner_of(user), job_id)))
+
+
+class StreamsApi:
+    def __init__(self, services: Services, keepalive_seconds: float) -> None:
+        self._services = services
+        self.keepalive_seconds = keepalive_seconds
+
+    def _live(self) -> LiveEvents:
+        live = self._services.live
+        if live is None or not live.ready.is_set():
+            raise Problem(
+                503, "live events are not available on this replica yet", "no-live-events"
+            )
+        return live
+
+    async def job_events(self, job_id: str, user: str | None = None) -> StreamingResponse:
+        live = self._live()
+        owner = owner_of(user)
+        # Subscribe before reading the job, so nothing falls between the read and the stream.
+        subscription = live.subscribe(owner, job_id)
+        try:
+            job = await self._services.service.get(owner, job_id)
+        except Exception:
+            live.unsubscribe(subscription)
+            raise
+        finished = JobStatus(job["status"]).terminal
+        return _sse(self._events(live, subscription, finished))
+
+    async def client_events(self, user: str | None = None) -> StreamingResponse:
+        live = self._live()
+        return _sse(self._events(live, live.subscribe(owner_of(user)), False))
+
+    async def _events(
+        self, live: LiveEvents, subscription: Subscription, finished: bool
+    ) -> AsyncIterator[bytes]:
+        try:
+            yield b": subscribed\n\n"
+            if finished:
+                return
+            while True:
+                try:
+                    event = await subscription.next(self.keepalive_seconds)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                if event is None:
+                    return
+                yield sse_message(event)
+        finally:
+            live.unsubscribe(subscription)
+
+
+def sse_message(event: LiveEvent) -> bytes:
+    return f"event: {event.type}\nid: {event.id}\ndata: {event.structured}\n\n".encode()
+
+
+def _sse(events: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        detail = f"{name} is not an RFC 3339 date-time"
+        error = {"detail": detail, "parameter": name}
+        raise Problem(400, detail, "invalid-parameter", errors=[error]) from None
+
+
+class Handlers:
+    """Resolves `models.*`, `jobs.*` and `streams.*` operationIds to bound methods."""
+
+    def __init__(self, **groups: object) -> None:
+        self._groups = groups
+
+    def resolve(self, operation_id: str) -> Callable[..., Any]:
+        group, _, name = operation_id.partition(".")
+        if group not in self._groups:
+            raise AttributeError(f"no handler group {group!r} for {operation_id}")
+        handler: Callable[..., Any] = getattr(self._groups[group], name)
+        return handler

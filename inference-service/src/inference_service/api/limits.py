@@ -1,0 +1,49 @@
+"""Reject oversized bodies before reading them: by Content-Length, or while streaming."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from inference_service.api.problems import Problem
+
+# Multipart boundaries and the form's small fields around the image.
+MULTIPART_ALLOWANCE = 64 * 1024
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                raise Problem(400, "Content-Length is not a number") from None
+            if declared > self.max_body_bytes:
+                raise self._too_large(declared)
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise self._too_large(received)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _too_large(self, size: int) -> Problem:
+        return Problem(
+            413,
+            f"the request body has {size} bytes or more; the limit is {self.max_body_bytes}",
+            "request-too-large",
+        )

@@ -1,0 +1,346 @@
+"""The job use cases behind the API: each one a few reads and one atomic write.
+
+Every state change and the events it raises are written together in one compare-and-set
+update of the job document (see storage/jobs.py); the outbox relay publishes them later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from inference_common.tracecontext import child_traceparent
+from inference_service.domain import events
+from inference_service.domain.catalog import ModelCatalog
+from inference_service.domain.clock import now
+from inference_service.domain.cursor import Cursor
+from inference_service.domain.events import Execution, OutboxEvent
+from inference_service.domain.images import inspect_image
+from inference_service.domain.jobs import (
+    ImageInfo,
+    idempotency_slot,
+    new_job_document,
+    new_job_id,
+    request_fingerprint,
+)
+from inference_service.domain.lifecycle import (
+    CANCELLABLE,
+    IllegalTransition,
+    JobStatus,
+    check_cancel,
+    check_execute,
+    check_image_change,
+)
+from inference_service.storage.images import ImageStore
+from inference_service.storage.jobs import Document, JobFilter, JobRepository
+
+# A compare-and-set that lost a race re-reads and tries again; more than this is a bug.
+_CAS_ATTEMPTS = 3
+
+
+class JobNotFound(LookupError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"there is no job {job_id}")
+
+
+class IdempotencyKeyReused(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the Idempotency-Key {key!r} was already used for a different request")
+
+
+class ExecuteNeedsImage(ValueError):
+    def __init__(self) -> None:
+        super().__init__("execute=true needs an image: send it with the job (multipart)")
+
+
+class NoResult(Exception):
+    """The job has no result (yet); carries what the client needs to decide what next."""
+
+    def __init__(self, job: Document) -> None:
+        self.job_id: str = job["_id"]
+        self.status = JobStatus(job["status"])
+        self.error: dict[str, Any] | None = job.get("error")
+        super().__init__(_no_result_detail(self.status))
+
+
+def _no_result_detail(status: JobStatus) -> str:
+    if status is JobStatus.FAILED:
+        return "the job failed; `error` tells why"
+    if status is JobStatus.CANCELLED:
+        return "the job was cancelled; it has no result"
+    if status is JobStatus.NEW:
+        return "the job is NEW: execute it first (POST /jobs/{job_id}/execution)"
+    return f"the job is {status.value}; try again shortly or follow its events"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_image_bytes: int
+    max_image_pixels: int
+    execution_deadline_seconds: float
+
+
+@dataclass(frozen=True)
+class NewJob:
+    owner: str
+    name: str
+    model: str
+    options: dict[str, Any]
+    image: bytes | None
+    execute: bool = False
+    idempotency_key: str | None = None
+    traceparent: str | None = None
+
+
+class JobService:
+    def __init__(
+        self, jobs: JobRepository, images: ImageStore, catalog: ModelCatalog, limits: Limits
+    ) -> None:
+        self.jobs = jobs
+        self.images = images
+        self.catalog = catalog
+        self.limits = limits
+
+    # --- reads ---
+
+    async def get(self, owner: str, job_id: str) -> Document:
+        job = await self.jobs.get(job_id, owner)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def page(
+        self, owner: str, where: JobFilter, cursor: str | None, limit: int
+    ) -> tuple[list[Document], str | None]:
+        after = Cursor.decode(cursor) if cursor else None
+        found = await self.jobs.page(owner, where, after, limit)
+        if len(found) <= limit:
+            return found, None
+        last = found[limit - 1]
+        return found[:limit], Cursor(last["created_at"], last["_id"]).encode()
+
+    async def result(self, owner: str, job_id: str) -> Document:
+        job = await self.get(owner, job_id)
+        if job["status"] != JobStatus.DONE.value or not job.get("result"):
+            raise NoResult(job)
+        return job
+
+    async def image(self, owner: str, job_id: str) -> tuple[bytes, str]:
+        job = await self.get(owner, job_id)
+        image = job.get("image")
+        data = await self.images.get(image["file_id"]) if image else None
+        if image is None or data is None:
+            raise JobNotFound(job_id)
+        return data, str(image["media_type"])
+
+    # --- writes ---
+
+    async def inspect(self, data: bytes) -> ImageInfo:
+        """Validate off the event loop: decoding a large image takes milliseconds."""
+        return await asyncio.to_thread(
+            inspect_image,
+            data,
+            max_bytes=self.limits.max_image_bytes,
+            max_pixels=self.limits.max_image_pixels,
+        )
+
+    async def create(self, request: NewJob) -> tuple[Document, bool]:
+        """The job and whether it is new (False: an idempotent retry of an earlier create)."""
+        entry = self.catalog.get(request.model)
+        options = entry.options_with_defaults(request.options)
+        if request.execute and request.image is None:
+            raise ExecuteNeedsImage()
+        info = await self.inspect(request.image) if request.image is not None else None
+        fingerprint = request_fingerprint(
+            request.name, request.model, options, info.sha256 if info else None, request.execute
+        )
+        if request.idempotency_key is not None:
+            earlier = await self._earlier(request, fingerprint)
+            if earlier is not None:
+                return earlier, False
+
+        job_id = new_job_id()
+        image = None
+        if info is not None and request.image is not None:
+            file_id = await self.images.put(
+                request.image, media_type=info.media_type, owner=request.owner
+            )
+            image = info.stored(file_id)
+        at = now()
+        traceparent = child_traceparent(request.traceparent)
+        job = new_job_document(
+            job_id=job_id,
+            owner=request.owner,
+            name=request.name,
+            model=request.model,
+            task=entry.spec.task,
+            options=options,
+            image=image,
+            idempotency_key=request.idempotency_key,
+            fingerprint=fingerprint,
+            traceparent=traceparent,
+            at=at,
+        )
+        outbox = [events.created(job, traceparent)]
+        if request.execute:
+            execution = Execution.next(1, at + self._deadline())
+            job.update(self._queued_fields(execution, at, traceparent))
+            job["execution_ids"] = [execution.execution_id]
+            outbox.append(events.execution_requested(job, execution, at, traceparent))
+        job["outbox"] = [event.to_document() for event in outbox]
+        job["outbox_pending"] = True
+        try:
+            await self.jobs.insert(job)
+        except DuplicateKeyError:
+            # A concurrent retry with the same key won the insert: answer with its job.
+            if image is not None:
+                await self.images.delete(image["file_id"])
+            earlier = await self._earlier(request, fingerprint)
+            if earlier is None:
+                raise
+            return earlier, False
+        return job, True
+
+    async def _earlier(self, request: NewJob, fingerprint: str) -> Document | None:
+        assert request.idempotency_key is not None
+        slot = idempotency_slot("", request.idempotency_key)
+        earlier = await self.jobs.find_by_idempotency_slot(request.owner, slot)
+        if earlier is None:
+            return None
+        if earlier.get("fingerprint") != fingerprint:
+            raise IdempotencyKeyReused(request.idempotency_key)
+        return earlier
+
+    async def put_image(self, owner: str, job_id: str, data: bytes) -> Document:
+        job = await self.get(owner, job_id)
+        check_image_change(job_id, JobStatus(job["status"]))
+        info = await self.inspect(data)
+        file_id = await self.images.put(data, media_type=info.media_type, owner=owner)
+        for _ in range(_CAS_ATTEMPTS):
+            old = job.get("image")
+            changed = await self.jobs.change(
+                job_id,
+                owner=owner,
+                sources={JobStatus.NEW},
+                where={"image.file_id": old["file_id"]} if old else {"image": None},
+                set_fields={"image": info.stored(file_id), "updated_at": now()},
+            )
+            if changed is not None:
+                if old:
+                    await self.images.delete(old["file_id"])
+                return changed
+            job = await self._reread(owner, job_id)
+            if JobStatus(job["status"]) is not JobStatus.NEW:
+                await self.images.delete(file_id)
+                check_image_change(job_id, JobStatus(job["status"]))
+        await self.images.delete(file_id)
+        raise RuntimeError(f"job {job_id}: the image kept changing under us")
+
+    async def execute(self, owner: str, job_id: str, traceparent: str | None) -> Document:
+        job = await self.get(owner, job_id)
+        for _ in range(_CAS_ATTEMPTS):
+            check_execute(job_id, JobStatus(job["status"]), job.get("image") is not None)
+            at = now()
+            execution = Execution.next(job["attempt"] + 1, at + self._deadline())
+            trace = child_traceparent(traceparent or job.get("traceparent"))
+            changed = await self.jobs.change(
+                job_id,
+                owner=owner,
+                sources={JobStatus.NEW},
+                where={"image.file_id": job["image"]["file_id"]},
+                set_fields=self._queued_fields(execution, at, trace),
+                push={"execution_ids": execution.execution_id},
+                events=[events.execution_requested(job, execution, at, trace)],
+            )
+            if changed is not None:
+                return changed
+            job = await self._reread(owner, job_id)
+        raise RuntimeError(f"job {job_id}: kept changing under us")
+
+    async def cancel(
+        self, owner: str, job_id: str, reason: str | None, traceparent: str | None
+    ) -> Document:
+        job = await self.get(owner, job_id)
+        check_cancel(job_id, JobStatus(job["status"]))
+        at = now()
+        trace = child_traceparent(traceparent or job.get("traceparent"))
+        changed = await self.jobs.change(
+            job_id,
+            owner=owner,
+            sources=CANCELLABLE,
+            set_fields={"status": JobStatus.CANCELLED.value, "updated_at": at, "deadline": None},
+            events=[events.cancelled(job_id, reason or "cancelled by the client", at, trace)],
+        )
+        if changed is None:
+            job = await self._reread(owner, job_id)
+            check_cancel(job_id, JobStatus(job["status"]))
+            raise RuntimeError(f"job {job_id}: kept changing under us")
+        return changed
+
+    async def delete(self, owner: str, job_id: str, traceparent: str | None) -> None:
+        """Mark deleted (cancelling an active job first); the relay purges it once published."""
+        for _ in range(_CAS_ATTEMPTS):
+            job = await self.get(owner, job_id)
+            status = JobStatus(job["status"])
+            at = now()
+            trace = child_traceparent(traceparent or job.get("traceparent"))
+            outbox: list[OutboxEvent] = []
+            fields: dict[str, Any] = {
+                "deleted": True,
+                "updated_at": at,
+                "deadline": None,
+                # Frees the client's Idempotency-Key for a new job.
+                "idem": idempotency_slot(job_id, None),
+            }
+            if status in CANCELLABLE and status is not JobStatus.NEW:
+                outbox.append(events.cancelled(job_id, "the job was deleted", at, trace))
+                fields["status"] = JobStatus.CANCELLED.value
+            outbox.append(events.deleted(job_id, at, trace))
+            changed = await self.jobs.change(
+                job_id, owner=owner, sources={status}, set_fields=fields, events=outbox
+            )
+            if changed is not None:
+                if job.get("image"):
+                    await self.images.delete(job["image"]["file_id"])
+                return
+        raise RuntimeError(f"job {job_id}: kept changing under us")
+
+    # --- helpers ---
+
+    def _deadline(self) -> timedelta:
+        return timedelta(seconds=self.limits.execution_deadline_seconds)
+
+    @staticmethod
+    def _queued_fields(execution: Execution, at: Any, traceparent: str) -> dict[str, Any]:
+        return {
+            "status": JobStatus.QUEUED.value,
+            "attempt": execution.attempt,
+            "execution_id": execution.execution_id,
+            "deadline": execution.deadline,
+            "updated_at": at,
+            "traceparent": traceparent,
+            "error": None,
+        }
+
+    async def _reread(self, owner: str, job_id: str) -> Document:
+        job = await self.jobs.get(job_id, owner)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+
+__all__ = [
+    "ExecuteNeedsImage",
+    "IdempotencyKeyReused",
+    "IllegalTransition",
+    "JobNotFound",
+    "JobService",
+    "Limits",
+    "NewJob",
+    "NoResult",
+]

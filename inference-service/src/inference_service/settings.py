@@ -1,0 +1,70 @@
+"""The job service's settings: the shared ones plus the API, limits and worker tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from inference_common.settings import CommonSettings
+
+MB = 1024 * 1024
+
+
+class ServiceSettings(CommonSettings):
+    """Every variable is documented in docs/configuration.md (upper-case names)."""
+
+    # SERVICE_HOST / SERVICE_PORT, as docker-compose.yaml and the local stack set them.
+    service_host: str = "127.0.0.1"
+    service_port: int = Field(default=8080, ge=0, le=65535)
+    # "key1:clientA,key2:clientB"; unset means every request is the client `anonymous`.
+    api_keys: SecretStr | None = None
+    openapi_dir: Path = Path("openapi")
+    base_path: str = "/api/v1/inference"
+    # Check every JSON response against the spec (tests turn it on; it costs time per request).
+    validate_responses: bool = False
+
+    max_image_bytes: int = Field(default=10 * MB, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+
+    execution_deadline_seconds: float = Field(default=60.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+
+    relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_lease_seconds: float = Field(default=30.0, gt=0)
+    # How long the producer keeps retrying one event before the relay tries it again later;
+    # well under the lease, so a lease never lapses while a batch is in flight.
+    relay_delivery_timeout_ms: int = Field(default=10_000, ge=100)
+    relay_linger_ms: int = Field(default=5, ge=0)
+
+    folder_group_id: str = "inference-service-folder"
+    folder_batch_size: int = Field(default=200, ge=1)
+
+    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
+    sse_queue_size: int = Field(default=1000, ge=1)
+
+    # Components of the one process; each can run alone in another deployment.
+    run_api: bool = True
+    run_relay: bool = True
+    run_folder: bool = True
+    run_sweeper: bool = True
+    run_live: bool = True
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def clients_by_key(self) -> dict[str, str]:
+        """API key → client name; empty when the service runs without keys."""
+        if self.api_keys is None:
+            return {}
+        mapping: dict[str, str] = {}
+        for pair in self.api_keys.get_secret_value().split(","):
+            key, sep, client = pair.strip().partition(":")
+            if not sep or not key or not client:
+                raise ValueError("API_KEYS must look like key1:clientA,key2:clientB")
+            mapping[key] = client
+        return mapping

@@ -1,0 +1,35 @@
+"""Named leases with expiry, so only one replica runs a singleton loop at a time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from inference_service.domain.clock import now
+
+
+class LeaseStore:
+    def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
+        self._leases = db["leases"]
+
+    async def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
+        """Take or renew the lease; False while another holder's lease is still valid."""
+        moment = now()
+        try:
+            lease = await self._leases.find_one_and_update(
+                {"_id": name, "$or": [{"holder": holder}, {"expires_at": {"$lt": moment}}]},
+                {"$set": {"holder": holder, "expires_at": moment + timedelta(seconds=ttl_seconds)}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        except DuplicateKeyError:
+            # The document exists and the filter did not match: someone else holds it.
+            return False
+        return lease is not None and lease.get("holder") == holder
+
+    async def release(self, name: str, holder: str) -> None:
+        await self._leases.delete_one({"_id": name, "holder": holder})

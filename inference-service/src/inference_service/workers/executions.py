@@ -1,0 +1,81 @@
+"""New attempts and giving up: what the folder and the sweeper share."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from inference_common.tracecontext import child_traceparent
+from inference_service.domain import events
+from inference_service.domain.events import Execution
+from inference_service.domain.lifecycle import JobStatus
+from inference_service.storage.jobs import Document, JobRepository
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int
+    deadline_seconds: float
+
+    def may_retry(self, attempt: int) -> bool:
+        return attempt < self.max_attempts
+
+
+class ExecutionScheduler:
+    def __init__(self, jobs: JobRepository, policy: RetryPolicy) -> None:
+        self.jobs = jobs
+        self.policy = policy
+
+    async def retry(
+        self,
+        job: Document,
+        at: datetime,
+        *,
+        where: Mapping[str, Any] | None = None,
+        push: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Request attempt n+1 if the job is still on the attempt we read; False otherwise."""
+        execution = Execution.next(
+            job["attempt"] + 1, at + timedelta(seconds=self.policy.deadline_seconds)
+        )
+        trace = child_traceparent(job.get("traceparent"))
+        changed = await self.jobs.change(
+            job["_id"],
+            sources={JobStatus(job["status"])},
+            where={"execution_id": job["execution_id"], **(where or {})},
+            set_fields={
+                "status": JobStatus.QUEUED.value,
+                "attempt": execution.attempt,
+                "execution_id": execution.execution_id,
+                "deadline": execution.deadline,
+                "updated_at": at,
+                "traceparent": trace,
+            },
+            push={"execution_ids": execution.execution_id, **(push or {})},
+            events=[events.execution_requested(job, execution, at, trace)],
+        )
+        return changed is not None
+
+    async def fail_deadline(self, job: Document, at: datetime) -> bool:
+        """No attempts left: the job FAILED with deadline_exceeded, announced as job.failed."""
+        trace = child_traceparent(job.get("traceparent"))
+        event = events.deadline_failed(job["_id"], job["execution_id"], job["attempt"], at, trace)
+        changed = await self.jobs.change(
+            job["_id"],
+            sources={JobStatus(job["status"])},
+            where={"execution_id": job["execution_id"]},
+            set_fields={
+                "status": JobStatus.FAILED.value,
+                "error": {
+                    "code": "deadline_exceeded",
+                    "message": f"no result within {self.policy.deadline_seconds:g} s "
+                    f"in {job['attempt']} attempt(s)",
+                },
+                "deadline": None,
+                "updated_at": at,
+            },
+            events=[event],
+        )
+        return changed is not None

@@ -1,0 +1,41 @@
+"""Fixtures: a running job service on fresh topics and a fresh database per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from inference_common.kafka import ensure_topics
+from tests.integration.service.harness import (
+    Executor,
+    RunningService,
+    TopicReader,
+    service_settings,
+    start_service,
+)
+
+
+@pytest.fixture
+def service(isolated_env: dict[str, str]) -> Iterator[RunningService]:
+    settings = service_settings()
+    ensure_topics(settings)
+    running = start_service(settings)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def jobs_topic(service: RunningService) -> Iterator[TopicReader]:
+    reader = TopicReader(service.settings, service.settings.topic_jobs)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def executor(service: RunningService) -> Executor:
+    return Executor(service.settings)

@@ -1,0 +1,79 @@
+import json
+
+from inference_service.api.problems import PROBLEM_JSON, describe, problem
+from inference_service.domain.catalog import UnknownModel
+from inference_service.domain.cursor import InvalidCursor
+from inference_service.domain.images import ImageTooLarge, InvalidImage
+from inference_service.domain.lifecycle import IllegalTransition, JobStatus
+from inference_service.service import (
+    ExecuteNeedsImage,
+    IdempotencyKeyReused,
+    JobNotFound,
+    NoResult,
+)
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+def test_problem_body_has_the_rfc_9457_members() -> None:
+    response = problem(404, "gone", slug="job-not-found", instance="/x", job_status="NEW")
+    body = json.loads(response.body)
+    assert response.status_code == 404
+    assert response.content_type == PROBLEM_JSON
+    assert body == {
+        "type": "urn:cvinference:problem:job-not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "gone",
+        "instance": "/x",
+        "job_status": "NEW",
+    }
+
+
+def test_without_a_type_it_is_about_blank() -> None:
+    assert json.loads(problem(400, "bad").body)["type"] == "about:blank"
+
+
+def test_each_domain_error_has_its_status() -> None:
+    cases = {
+        JobNotFound(JOB): (404, "job-not-found"),
+        UnknownModel("nope"): (422, "unknown-model"),
+        IllegalTransition(JOB, JobStatus.DONE, "cancel"): (409, "illegal-transition"),
+        ImageTooLarge("big", "image-too-large"): (413, "image-too-large"),
+        ImageTooLarge("many", "too-many-pixels"): (422, "too-many-pixels"),
+        InvalidImage("what", "unsupported-image-type"): (415, "unsupported-image-type"),
+        InvalidImage("broken", "corrupt-image"): (422, "corrupt-image"),
+        InvalidImage("nothing", "empty-image"): (422, "empty-image"),
+        InvalidCursor("x"): (400, "invalid-cursor"),
+        IdempotencyKeyReused("k"): (422, "idempotency-key-reused"),
+        ExecuteNeedsImage(): (422, "execute-needs-image"),
+    }
+    for error, (status, slug) in cases.items():
+        spec = describe(error)
+        assert spec is not None, error
+        assert (spec.status, spec.slug) == (status, slug), error
+
+
+def test_illegal_transition_carries_the_job_status() -> None:
+    spec = describe(IllegalTransition(JOB, JobStatus.RUNNING, "execute"))
+    assert spec is not None and spec.extensions == {"job_status": "RUNNING"}
+
+
+def test_a_result_not_ready_says_when_to_come_back() -> None:
+    spec = describe(NoResult({"_id": JOB, "status": "RUNNING"}))
+    assert spec is not None
+    assert (spec.status, spec.slug) == (409, "job-not-done")
+    assert spec.headers == {"Retry-After": "1"}
+    assert spec.extensions == {"job_status": "RUNNING"}
+
+
+def test_a_failed_job_has_no_retry_after_but_its_error() -> None:
+    job = {"_id": JOB, "status": "FAILED", "error": {"code": "model_error", "message": "boom"}}
+    spec = describe(NoResult(job))
+    assert spec is not None
+    assert spec.slug == "job-failed" and spec.headers == {}
+    assert spec.extensions["error"] == {"code": "model_error", "message": "boom"}
+
+
+def test_unknown_errors_are_not_described() -> None:
+    assert describe(RuntimeError("bug")) is None

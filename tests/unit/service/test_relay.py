@@ -1,0 +1,135 @@
+"""OutboxRelay without Kafka or MongoDB: what it removes after which acknowledgements."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from inference_service.domain import events
+from inference_service.domain.events import Channel
+from inference_service.workers.relay import OutboxRelay, RelayConfig
+
+JOB = "0123456789abcdef0123456789abcdef"
+AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class FakeProducer:
+    """Acknowledges every event except the ids in `fail`, on the next poll."""
+
+    def __init__(self, fail: set[str]) -> None:
+        self.fail = fail
+        self.produced: list[tuple[str, bytes]] = []
+        self._callbacks: list[tuple[Callable[..., None], bool]] = []
+
+    def produce(
+        self, topic: str, *, key: bytes, value: bytes, headers: Any, on_delivery: Any
+    ) -> None:
+        event_id = dict(headers)["ce_id"].decode()
+        self.produced.append((topic, key))
+        self._callbacks.append((on_delivery, event_id in self.fail))
+
+    def poll(self, _timeout: float) -> int:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback, failed in callbacks:
+            callback(KafkaError(KafkaError._MSG_TIMED_OUT) if failed else None, None)
+        return len(callbacks)
+
+    def flush(self, _timeout: float) -> int:
+        return self.poll(0)
+
+
+class FakeJobs:
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.jobs = {job["_id"]: job for job in jobs}
+        self.purged: list[str] = []
+
+    async def pending_outboxes(self, limit: int) -> list[dict[str, Any]]:
+        return [job for job in self.jobs.values() if job["outbox_pending"]][:limit]
+
+    async def remove_delivered(self, job_id: str, delivered: list[dict[str, Any]]) -> None:
+        job = self.jobs[job_id]
+        job["outbox"] = [entry for entry in job["outbox"] if entry not in delivered]
+        job["outbox_pending"] = bool(job["outbox"])
+
+    async def purge_deleted(self, job_id: str) -> dict[str, Any] | None:
+        self.purged.append(job_id)
+        return self.jobs.pop(job_id)
+
+
+class FakeImages:
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    async def delete(self, file_id: str) -> None:
+        self.deleted.append(file_id)
+
+
+def relay_with(
+    jobs: FakeJobs, producer: FakeProducer, images: FakeImages | None = None
+) -> OutboxRelay:
+    config = RelayConfig(
+        topics={Channel.JOBS: "jobs", Channel.RESULTS: "results"}, producer={}, delivery_timeout=1
+    )
+    relay = OutboxRelay(
+        jobs,  # type: ignore[arg-type]
+        images or FakeImages(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        config,
+        asyncio.Event(),
+        producer_factory=lambda _config: producer,  # type: ignore[arg-type,return-value]
+    )
+    relay._producer = producer  # type: ignore[assignment]
+    return relay
+
+
+def outbox(*built: events.OutboxEvent) -> list[dict[str, Any]]:
+    return [event.to_document() for event in built]
+
+
+def test_delivered_events_are_removed_and_the_flag_cleared() -> None:
+    cancelled = events.cancelled(JOB, "r", AT, TRACE)
+    failed = events.deadline_failed(JOB, "e" * 32, 1, AT, TRACE)
+    jobs = FakeJobs([{"_id": JOB, "outbox": outbox(cancelled, failed), "outbox_pending": True}])
+    producer = FakeProducer(fail=set())
+    assert asyncio.run(relay_with(jobs, producer).drain_once()) == 1
+    assert jobs.jobs[JOB]["outbox"] == [] and not jobs.jobs[JOB]["outbox_pending"]
+    # Keyed by the job, to the topic of each event's channel, in outbox order.
+    assert producer.produced == [("jobs", JOB.encode()), ("results", JOB.encode())]
+
+
+def test_only_the_delivered_prefix_goes_so_order_survives_a_retry() -> None:
+    first = events.cancelled(JOB, "r", AT, TRACE)
+    second = events.deleted(JOB, AT, TRACE)
+    jobs = FakeJobs([{"_id": JOB, "outbox": outbox(first, second), "outbox_pending": True}])
+    asyncio.run(relay_with(jobs, FakeProducer(fail={first.id})).drain_once())
+    # The second was acknowledged, but removing it would publish it before the first later.
+    assert [entry["id"] for entry in jobs.jobs[JOB]["outbox"]] == [first.id, second.id]
+    assert jobs.jobs[JOB]["outbox_pending"]
+
+
+def test_a_deleted_job_is_purged_with_its_image_once_its_events_are_out() -> None:
+    gone = events.deleted(JOB, AT, TRACE)
+    image = {"file_id": "0123456789abcdef01234567"}
+    job = {
+        "_id": JOB,
+        "outbox": outbox(gone),
+        "outbox_pending": True,
+        "deleted": True,
+        "image": image,
+    }
+    jobs, images = FakeJobs([job]), FakeImages()
+    asyncio.run(relay_with(jobs, FakeProducer(fail=set()), images).drain_once())
+    assert jobs.purged == [JOB] and images.deleted == [image["file_id"]]
+
+
+def test_a_deleted_job_whose_events_failed_stays() -> None:
+    gone = events.deleted(JOB, AT, TRACE)
+    job = {"_id": JOB, "outbox": outbox(gone), "outbox_pending": True, "deleted": True}
+    jobs = FakeJobs([job])
+    asyncio.run(relay_with(jobs, FakeProducer(fail={gone.id})).drain_once())
+    assert jobs.purged == [] and jobs.jobs[JOB]["outbox_pending"]
