@@ -1,0 +1,330 @@
+"""Benchmark: the bare interpreter loop (ceiling) against the executor from Kafka to result.
+
+    uv run python -m executor_service.bench [--models NAME ...] [--seconds 8]
+
+Per model, in one run and with the same worker count and interpreter threads:
+1. ceiling: each worker thread invokes its own interpreter in a loop (input already set);
+2. in-process: each worker thread runs prepare + invoke + decode on image bytes in memory;
+3. executor: `python -m executor_service` in its own process drains a backlog of
+   execution_requested events (images in GridFS) and publishes started + completed.
+Throughput for 3 is taken from the events themselves: first started_at to last completed_at.
+Needs the local stack (Kafka, FerretDB) and the asset cache; uses its own topics and database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import os
+import platform
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from gridfs import GridFSBucket
+from PIL import Image
+
+from executor_service import decoding
+from executor_service.consumer import header_pairs
+from executor_service.models import LoadedModel, load_model
+from executor_service.preprocessing import prepare
+from executor_service.settings import ExecutorSettings
+from inference_common.assets import AssetStore
+from inference_common.events import EventType, from_record, new_event, to_record
+from inference_common.kafka import consumer_config, ensure_topics, producer_config
+from inference_common.mongo import sync_client
+
+IMAGE_FOR = {
+    "mobilenet-v2-imagenet-quant": "images/cat_720p.jpg",
+    "ssd-mobilenet-v1-coco-quant": "images/cat_720p.jpg",
+}
+# GridFS files per model, used round robin. Few, and a fresh database per model: FerretDB's
+# SQLite backend scans the whole chunks collection for every GridFS read (no filter pushdown
+# on files_id), so a bigger pool would measure that scan rather than the executor.
+DISTINCT_FILES = 1
+MAX_JOBS = 3000
+
+
+@dataclass(frozen=True)
+class Figures:
+    model: str
+    image: str
+    ceiling: float  # invokes/s
+    in_process: float  # jobs/s
+    executor: float  # jobs/s
+    jobs: int
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="executor-bench", description=__doc__)
+    parser.add_argument("--models", nargs="*", help="default: every model of the manifest")
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each measurement")
+    args = parser.parse_args(argv)
+    settings = ExecutorSettings(topic_partitions=max(3, ExecutorSettings().executor_workers))
+    store = AssetStore.from_settings(settings)
+    names = args.models or [spec.name for spec in store.manifest.model]
+    workers, threads = settings.executor_workers, settings.executor_interpreter_threads
+    print(_machine(workers, threads, settings), flush=True)
+    figures = []
+    for name in names:
+        figures.append(_bench_model(name, store, settings, args.seconds))
+        _print(figures[-1])
+    print(_table(figures))
+    return 0
+
+
+def _machine(workers: int, threads: int, settings: ExecutorSettings) -> str:
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}; "
+        f"workers={workers}, interpreter threads={threads}, batch={settings.executor_batch_size}, "
+        f"max in flight={settings.max_in_flight}, jpeg draft={settings.executor_jpeg_draft}"
+    )
+
+
+def _bench_model(
+    name: str, store: AssetStore, settings: ExecutorSettings, seconds: float
+) -> Figures:
+    spec = store.manifest.model_spec(name)
+    workers, threads = settings.executor_workers, settings.executor_interpreter_threads
+    models = [load_model(spec, store, threads) for _ in range(workers)]
+    image_name, data = _image_for(name, store)
+    ceiling = _rate(models, _invoke_loop(store, threads), data, seconds)
+    in_process = _rate(models, _pipeline_loop(settings), data, seconds)
+    jobs = min(MAX_JOBS, max(200, int(in_process * seconds)))
+    database = f"bench_{uuid.uuid4().hex[:8]}"
+    try:
+        run_settings = settings.model_copy(update={"mongodb_database": database})
+        executor = _executor_rate(run_settings, name, spec.task, data, jobs)
+    finally:
+        client = sync_client(settings)
+        client.drop_database(database)
+        client.close()
+    return Figures(name, image_name, ceiling, in_process, executor, jobs)
+
+
+def _image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
+    if name in IMAGE_FOR:
+        path = IMAGE_FOR[name]
+        return Path(path).name, store.path_of(path).read_bytes()
+    # The MNIST models: the first t10k digit as a PNG, as a client would upload it.
+    raw = gzip.decompress(store.path_of("datasets/mnist/t10k-images-idx3-ubyte.gz").read_bytes())
+    buffer = io.BytesIO()
+    digit = np.frombuffer(raw, np.uint8, count=784, offset=16).reshape(28, 28)
+    Image.fromarray(digit, mode="L").save(buffer, "PNG")
+    return "mnist t10k #0 (PNG)", buffer.getvalue()
+
+
+Loop = Callable[[LoadedModel, bytes, threading.Event], int]
+
+
+def _rate(models: list[LoadedModel], loop: Loop, data: bytes, seconds: float) -> float:
+    """Per second, summed over one thread per model, after a short warm-up."""
+    counts = [0] * len(models)
+    stop = threading.Event()
+
+    def run(i: int) -> None:
+        counts[i] = loop(models[i], data, stop)
+
+    for model in models:  # warm-up outside the measurement
+        stop.set()
+        loop(model, data, stop)
+    stop.clear()
+    pool = [threading.Thread(target=run, args=(i,)) for i in range(len(models))]
+    began = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in pool:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def _invoke_loop(store: AssetStore, threads: int) -> Loop:
+    """A bare interpreter of its own per thread: set the input once, then only invoke."""
+
+    def loop(model: LoadedModel, data: bytes, stop: threading.Event) -> int:
+        path = store.path_of(model.spec.file)
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        interpreter.allocate_tensors()
+        tensor = model.input.tensor
+        interpreter.set_tensor(tensor.index, np.zeros(tensor.shape, tensor.dtype))
+        count = 0
+        while True:
+            if model.spec.stateful:  # part of every correct invoke of these models
+                interpreter.reset_all_variables()
+            interpreter.invoke()
+            count += 1
+            if stop.is_set():
+                return count
+
+    return loop
+
+
+def _pipeline_loop(settings: ExecutorSettings) -> Loop:
+    def loop(model: LoadedModel, data: bytes, stop: threading.Event) -> int:
+        count = 0
+        while True:
+            prepared = prepare(
+                data,
+                model,
+                max_pixels=settings.executor_max_image_pixels,
+                jpeg_draft=settings.executor_jpeg_draft,
+            )
+            outputs = model.run(prepared.tensor)
+            if model.spec.task == "classification":
+                decoding.classify(outputs, model, model.spec.default_top_k)
+            else:
+                size = (prepared.width, prepared.height)
+                decoding.detect(outputs, model, size, model.spec.default_score_threshold)
+            count += 1
+            if stop.is_set():
+                return count
+
+    return loop
+
+
+def _executor_rate(
+    settings: ExecutorSettings, model: str, task: str, data: bytes, jobs: int
+) -> float:
+    suffix = uuid.uuid4().hex[:8]
+    topics = {
+        "TOPIC_JOBS": f"bench.{suffix}.jobs",
+        "TOPIC_RESULTS": f"bench.{suffix}.results",
+        "TOPIC_DEAD_LETTER": f"bench.{suffix}.deadletter",
+    }
+    run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
+    ensure_topics(run_settings)
+    refs = _store_images(run_settings, data)
+    _produce_requests(run_settings, model, task, refs, jobs)
+    env = {
+        **os.environ,
+        **topics,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "EXECUTOR_GROUP_ID": f"bench-{suffix}",
+        "EXECUTOR_HTTP_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "executor_service"], env=env)
+    try:
+        return _completion_rate(run_settings, jobs)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
+    client = sync_client(settings)
+    try:
+        bucket = GridFSBucket(client[settings.mongodb_database], bucket_name="images")
+        ids = [bucket.upload_from_stream(f"bench-{n}", data) for n in range(DISTINCT_FILES)]
+    finally:
+        client.close()
+    digest = hashlib.sha256(data).hexdigest()
+    return [
+        {
+            "uri": f"gridfs://images/{file_id}",
+            "sha256": digest,
+            "size": len(data),
+            "media_type": "image/jpeg",
+            "width": 1,
+            "height": 1,
+        }
+        for file_id in ids
+    ]
+
+
+def _produce_requests(
+    settings: ExecutorSettings, model: str, task: str, refs: list[dict[str, Any]], jobs: int
+) -> None:
+    producer = Producer(producer_config(settings))
+    deadline = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for n in range(jobs):
+        job_id = uuid.uuid4().hex
+        data = {
+            "job_id": job_id,
+            "execution_id": uuid.uuid4().hex,
+            "attempt": 1,
+            "model": model,
+            "task": task,
+            "options": {},
+            "image": refs[n % len(refs)],
+            "deadline": deadline,
+        }
+        record = to_record(
+            new_event(EventType.EXECUTION_REQUESTED, "/inference-service", job_id, data)
+        )
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+        producer.produce(settings.topic_jobs, record.value, record.key, headers=headers)
+        producer.poll(0)
+    producer.flush(60)
+
+
+def _completion_rate(settings: ExecutorSettings, jobs: int, timeout: float = 600.0) -> float:
+    consumer = Consumer(consumer_config(settings, f"bench-reader-{uuid.uuid4().hex}"))
+    topic = settings.topic_results
+    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    first_start: datetime | None = None
+    last_end: datetime | None = None
+    completed: set[str] = set()
+    deadline = time.monotonic() + timeout
+    try:
+        while len(completed) < jobs and time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                event = from_record(message.value(), header_pairs(message), message.key())
+                if event.type == EventType.STARTED:
+                    started = datetime.fromisoformat(event.data["started_at"])
+                    first_start = min(first_start or started, started)
+                elif event.type == EventType.COMPLETED:
+                    completed.add(event.subject)
+                    ended = datetime.fromisoformat(event.data["completed_at"])
+                    last_end = max(last_end or ended, ended)
+    finally:
+        consumer.close()
+    if len(completed) < jobs or first_start is None or last_end is None:
+        raise RuntimeError(f"only {len(completed)} of {jobs} jobs completed")
+    return jobs / (last_end - first_start).total_seconds()
+
+
+def _print(f: Figures) -> None:
+    print(
+        f"{f.model}: ceiling {f.ceiling:.0f} invokes/s, in-process {f.in_process:.0f} jobs/s, "
+        f"executor {f.executor:.0f} jobs/s ({f.jobs} jobs)",
+        flush=True,
+    )
+
+
+def _table(figures: list[Figures]) -> str:
+    lines = [
+        "| model | image | ceiling (invoke/s) | in-process (jobs/s) | executor (jobs/s) "
+        "| executor / ceiling | executor / in-process |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {f.model} | {f.image} | {f.ceiling:.0f} | {f.in_process:.0f} | {f.executor:.0f} "
+        f"| {f.executor / f.ceiling:.0%} | {f.executor / f.in_process:.0%} |"
+        for f in figures
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
