@@ -78,9 +78,9 @@ class Config:
     kafka_port: int
     controller_port: int
     mongo_port: int
-    api_port: int
-    executor_port: int
     timeout: float
+    api_port: int = 8080
+    executor_port: int = 8081
 
     @classmethod
     def from_env(cls) -> Self:
@@ -90,9 +90,9 @@ class Config:
             kafka_port=_env_int("STACK_KAFKA_PORT", 9092),
             controller_port=_env_int("STACK_KAFKA_CONTROLLER_PORT", 9093),
             mongo_port=_env_int("STACK_MONGO_PORT", 27017),
+            timeout=float(_env_int("STACK_UP_TIMEOUT", 120)),
             api_port=_env_int("SERVICE_PORT", 8080),
             executor_port=_env_int("EXECUTOR_HTTP_PORT", 8081),
-            timeout=float(_env_int("STACK_UP_TIMEOUT", 120)),
         )
 
     @property
@@ -692,7 +692,7 @@ def up(cfg: Config | None = None, platform: bool = False) -> dict[str, ServiceSt
         _up_group(cfg, INFRASTRUCTURE)
         if platform:
             _up_group(cfg, PLATFORM)  # after the infrastructure: they connect at start
-    return status(cfg)
+    return status(cfg, SERVICES if platform else INFRASTRUCTURE)
 
 
 def _up_group(cfg: Config, names: tuple[str, ...]) -> None:
@@ -758,10 +758,15 @@ def down(cfg: Config | None = None) -> None:
                 _say(f"{name}: stopped")
 
 
-def status(cfg: Config | None = None) -> dict[str, ServiceStatus]:
+def status(
+    cfg: Config | None = None, names: tuple[str, ...] = INFRASTRUCTURE
+) -> dict[str, ServiceStatus]:
+    """Kafka and FerretDB by default; pass SERVICES for the platform services too."""
     cfg = cfg or Config.from_env()
     result = {}
     for svc in _services(cfg).values():
+        if svc.name not in names:
+            continue
         pid = _running_pid(cfg, svc.name)
         answering = pid is not None and svc.probe()
         result[svc.name] = ServiceStatus(svc.name, pid is not None, pid, svc.address, answering)
@@ -772,7 +777,7 @@ def status(cfg: Config | None = None) -> dict[str, ServiceStatus]:
 
 
 def _print_status(cfg: Config) -> None:
-    for st in status(cfg).values():
+    for st in status(cfg, SERVICES).values():
         state = "stopped"
         if st.running:
             state = "running" if st.answering else "running (not answering yet)"
