@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 
 from inference_common.kafka import client_config, consumer_config, ensure_topics, producer_config
 from inference_common.mongo import async_client
+from inference_service.classifier import Classifier, WaitPolicy
 from inference_service.contracts import EventSchemas
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
@@ -27,6 +28,7 @@ from inference_service.workers.executions import ExecutionScheduler, RetryPolicy
 from inference_service.workers.folder import FolderConfig, ResultFolder
 from inference_service.workers.live import LiveEvents
 from inference_service.workers.relay import OutboxRelay, RelayConfig
+from inference_service.workers.settled import SettledJobs
 from inference_service.workers.sweeper import DeadlineSweeper
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,12 @@ class Runtime:
         self._catalog = ModelCatalog.load(settings.assets_manifest, settings.assets_cache_dir)
         self.schemas = EventSchemas(settings.openapi_dir / "asyncapi.yaml")
         self.outbox_written = asyncio.Event()
+        self.settled = SettledJobs()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._mongo: AsyncMongoClient[dict[str, Any]] | None = None
         self._service: JobService | None = None
+        self._classifier: Classifier | None = None
         self._admin: AdminClient | None = None
         self._kafka_checked: tuple[float, bool] = (0.0, False)
         self.jobs: JobRepository | None = None
@@ -67,6 +71,12 @@ class Runtime:
         if self._service is None:
             raise NotStarted("the service has not started")
         return self._service
+
+    @property
+    def classifier(self) -> Classifier:
+        if self._classifier is None:
+            raise NotStarted("the service has not started")
+        return self._classifier
 
     @property
     def live(self) -> LiveEvents | None:
@@ -92,6 +102,11 @@ class Runtime:
                 execution_deadline_seconds=settings.execution_deadline_seconds,
             ),
         )
+        self._classifier = Classifier(
+            self._service,
+            self.settled,
+            WaitPolicy(settings.classify_timeout_seconds, settings.classify_poll_interval_seconds),
+        )
         self._admin = AdminClient(client_config(settings))
         scheduler = ExecutionScheduler(
             jobs, RetryPolicy(settings.max_attempts, settings.execution_deadline_seconds)
@@ -104,7 +119,13 @@ class Runtime:
             relay = self.relay
             self._spawn("outbox-relay", lambda: relay.run(self._stop))
         if settings.run_folder:
-            self.folder = ResultFolder(jobs, scheduler, self.schemas, self._folder_config())
+            self.folder = ResultFolder(
+                jobs,
+                scheduler,
+                self.schemas,
+                self._folder_config(),
+                on_applied=self.settled.notify,
+            )
             folder = self.folder
             self._spawn("result-folder", lambda: folder.run(self._stop))
         if settings.run_sweeper:
@@ -141,6 +162,7 @@ class Runtime:
             await self._mongo.close()
             self._mongo = None
         self._service = None
+        self._classifier = None
         self._admin = None
 
     def end_streams(self) -> None:

@@ -42,6 +42,11 @@ class ServiceSettings(CommonSettings):
     folder_group_id: str = "inference-service-folder"
     folder_batch_size: int = Field(default=200, ge=1)
 
+    # POST /mnist/classify and /models/{model}/classify wait this long for the job (504 after).
+    classify_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Their re-read of the job when no in-process notification came (folded elsewhere).
+    classify_poll_interval_seconds: float = Field(default=0.5, gt=0)
+
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     sse_queue_size: int = Field(default=1000, ge=1)
 

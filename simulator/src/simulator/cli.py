@@ -1,9 +1,10 @@
-"""The `simulator` command: `simulate` (traffic through the public API) and `watch` (event log).
+"""The `simulator` command: `simulate` (traffic through the public API), `watch` (event log)
+and `batch` (a directory of images classified into SQLite).
 
-Exit codes: 0 done; 1 `simulate` finished but some job was not created, timed out or its
-result could not be read (FAILED jobs are an answer, not a simulator error), or a demo step
-went unexpectedly; 2 bad usage, or the API or Kafka cannot be reached; 130 interrupted
-`simulate` (after its partial summary). `watch` exits 0 on Ctrl-C.
+Exit codes: 0 done (`batch`: it ran, failed files included); 1 `simulate` finished but some
+job was not created, timed out or its result could not be read (FAILED jobs are an answer, not
+a simulator error), or a demo step went unexpectedly; 2 bad usage, or the API or Kafka cannot
+be reached; 130 interrupted `simulate` (after its partial summary). `watch` exits 0 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from inference_common.assets import AssetStore
-from simulator.client import ApiFailure, InferenceClient
+from simulator.batch import DEFAULT_MODEL, BatchOptions, BatchRun
+from simulator.batch import opened as opened_batch
+from simulator.client import ApiFailure, ApiUnreachable, InferenceClient
 from simulator.demo import DemoScenario, digit_model_names
 from simulator.images import NoImages, select_images
 from simulator.progress import ProgressBar
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _simulate_arguments(commands.add_parser("simulate", help="run inference jobs through the API"))
     _watch_arguments(commands.add_parser("watch", help="print the Kafka event log, readably"))
+    _batch_arguments(
+        commands.add_parser("batch", help="classify every image of a directory into SQLite")
+    )
     return parser
 
 
@@ -92,6 +98,23 @@ def _watch_arguments(sub: argparse.ArgumentParser) -> None:
     )
 
 
+def _batch_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("directory", type=Path, help="the images (JPEG, PNG, BMP, GIF, WebP, TIFF)")
+    sub.add_argument("--db", type=Path, required=True, help="SQLite file (table `results`)")
+    sub.add_argument("--log", type=Path, required=True, help="log file, one line per step")
+    sub.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    sub.add_argument("--concurrency", type=_positive_int, default=4, help="jobs in flight (4)")
+    sub.add_argument("--recursive", action="store_true", help="also the subdirectories")
+    sub.add_argument("--api", help="API base URL (env API_URL; default the local service)")
+    sub.add_argument("--api-key", help="sent as X-API-Key (env API_KEY)")
+    sub.add_argument(
+        "--result-timeout",
+        type=_positive_float,
+        default=120.0,
+        help="give up on a job's result after S seconds (default 120)",
+    )
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if not 0 < value <= MAX_JOBS:
@@ -119,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "watch":
             return watch_command(args)
+        if args.command == "batch":
+            return asyncio.run(batch_command(args))
         return asyncio.run(simulate_command(args))
     except CannotRun as exc:
         errors.print(f"simulator: {exc}", markup=False, soft_wrap=True)
@@ -206,6 +231,37 @@ async def simulate_command(args: argparse.Namespace) -> int:
             request_errors=run.request_errors,
         )
     return _report(outcomes, run_info, args, console)
+
+
+async def batch_command(args: argparse.Namespace) -> int:
+    """0 once every file has a row (failures included); 2 when the API cannot be reached."""
+    settings = SimulatorSettings()
+    api_url = args.api or settings.api_url
+    api_key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    if not args.directory.is_dir():
+        raise CannotRun(f"{args.directory} is not a directory")
+    console = Console(highlight=False, soft_wrap=True)
+    options = BatchOptions(
+        args.directory,
+        model=args.model,
+        concurrency=args.concurrency,
+        recursive=args.recursive,
+        result_timeout_s=args.result_timeout,
+    )
+    async with InferenceClient(api_url, api_key) as client:
+        with opened_batch(args.db, args.log) as (store, log):
+            try:
+                models = [model.name for model in await client.list_models()]
+                if args.model not in models:
+                    raise CannotRun(
+                        f"unknown model {args.model}; the API offers {', '.join(models)}"
+                    )
+                summary = await BatchRun(client, store, log, options).run()
+            except (ApiUnreachable, UnexpectedResponse, ApiFailure) as exc:
+                log("error", detail=str(exc))
+                raise CannotRun(str(exc)) from exc
+    console.print(summary.line(), markup=False)
+    return EXIT_OK
 
 
 async def _run_until_interrupted(run: TrafficRun) -> list[JobOutcome]:

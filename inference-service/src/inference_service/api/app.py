@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from inference_service.api import problems
+from inference_service.api.classify import ClassifyApi
 from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, StreamsApi
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.security import api_key_handler
@@ -49,6 +50,7 @@ def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> Asy
             runtime, settings.base_path, Draft4Validator(options_schema), settings.max_image_bytes
         ),
         streams=StreamsApi(runtime, settings.sse_keepalive_seconds),
+        classify=ClassifyApi(runtime, settings.max_image_bytes),
     )
 
     @contextlib.asynccontextmanager
@@ -80,6 +82,8 @@ def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> Asy
         BodyLimitMiddleware,
         position=MiddlewarePosition.BEFORE_SWAGGER,
         max_body_bytes=settings.max_image_bytes + MULTIPART_ALLOWANCE,
+        # The challenge's endpoint answers every invalid input with 404, too large included.
+        status_by_path={settings.base_path + "/mnist/classify": 404},
     )
     app.add_error_handler(ProblemException, problems.from_connexion)
     allowed = problems.AllowedMethods(settings.base_path, spec["paths"])

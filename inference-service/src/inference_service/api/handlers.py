@@ -43,7 +43,7 @@ def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) 
     return body, status, {"Content-Type": "application/json", **(headers or {})}
 
 
-def _header(name: str) -> str | None:
+def header(name: str) -> str | None:
     value = current_request.headers.get(name)
     return str(value) if value else None
 
@@ -131,8 +131,8 @@ class JobsApi:
                 options=options,
                 image=data,
                 execute=bool(fields.get("execute", False)),
-                idempotency_key=_header("Idempotency-Key"),
-                traceparent=_header("traceparent"),
+                idempotency_key=header("Idempotency-Key"),
+                traceparent=header("traceparent"),
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job["_id"]))
@@ -160,7 +160,7 @@ class JobsApi:
         return answer(self._view(await self.service.get(owner_of(user), job_id)))
 
     async def delete_job(self, job_id: str, user: str | None = None) -> Response:
-        await self.service.delete(owner_of(user), job_id, _header("traceparent"))
+        await self.service.delete(owner_of(user), job_id, header("traceparent"))
         return Response(status_code=204)
 
     async def get_image(self, job_id: str, user: str | None = None) -> Response:
@@ -175,14 +175,14 @@ class JobsApi:
         return answer(self._view(await self.service.put_image(owner_of(user), job_id, data)))
 
     async def execute_job(self, job_id: str, user: str | None = None) -> Answer:
-        job = await self.service.execute(owner_of(user), job_id, _header("traceparent"))
+        job = await self.service.execute(owner_of(user), job_id, header("traceparent"))
         return answer(self._view(job), 202, self._location(job_id))
 
     async def cancel_job(
         self, job_id: str, body: dict[str, Any] | None = None, user: str | None = None
     ) -> Answer:
         reason = (body or {}).get("reason")
-        job = await self.service.cancel(owner_of(user), job_id, reason, _header("traceparent"))
+        job = await self.service.cancel(owner_of(user), job_id, reason, header("traceparent"))
         return answer(self._view(job))
 
     async def get_result(self, job_id: str, user: str | None = None) -> Answer:

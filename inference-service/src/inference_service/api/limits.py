@@ -12,9 +12,13 @@ MULTIPART_ALLOWANCE = 64 * 1024
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, status_by_path: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Paths that answer a too large body with another status than 413.
+        self.status_by_path = status_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -27,7 +31,7 @@ class BodyLimitMiddleware:
             except ValueError:
                 raise Problem(400, "Content-Length is not a number") from None
             if declared > self.max_body_bytes:
-                raise self._too_large(declared)
+                raise self._too_large(declared, scope)
         received = 0
 
         async def counting_receive() -> Message:
@@ -36,14 +40,14 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise self._too_large(received)
+                    raise self._too_large(received, scope)
             return message
 
         await self.app(scope, counting_receive, send)
 
-    def _too_large(self, size: int) -> Problem:
+    def _too_large(self, size: int, scope: Scope) -> Problem:
         return Problem(
-            413,
+            self.status_by_path.get(str(scope.get("path", "")), 413),
             f"the request body has {size} bytes or more; the limit is {self.max_body_bytes}",
             "request-too-large",
         )

@@ -13,6 +13,7 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from inference_service.classifier import ClassificationFailed, ClassificationTimedOut
 from inference_service.domain.catalog import UnknownModel
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
@@ -43,7 +44,9 @@ _TITLES: Final = {
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
     500: "Internal Server Error",
+    502: "Bad Gateway",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 
 
@@ -211,6 +214,20 @@ def _no_result(exc: NoResult) -> ProblemSpec:
     )
 
 
+def _classify_failed(exc: ClassificationFailed) -> ProblemSpec:
+    extensions: dict[str, Any] = {"job_id": exc.job_id, "job_status": exc.status.value}
+    if exc.status is JobStatus.FAILED:
+        if exc.error:
+            extensions["error"] = {"code": exc.error["code"], "message": exc.error["message"]}
+        # The executor behind this request failed: a gateway's error, not the client's.
+        return ProblemSpec(502, "job-failed", str(exc), extensions=extensions)
+    return ProblemSpec(409, "job-cancelled", str(exc), extensions=extensions)
+
+
+def _classify_timed_out(exc: ClassificationTimedOut) -> ProblemSpec:
+    return ProblemSpec(504, "classify-timeout", str(exc), extensions={"job_id": exc.job_id})
+
+
 def _simple(
     status: int, slug: str, extra: Callable[[Exception], dict[str, Any]] | None = None
 ) -> Callable[[Any], ProblemSpec]:
@@ -230,6 +247,8 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (IdempotencyKeyReused, _simple(422, "idempotency-key-reused")),
     (ExecuteNeedsImage, _simple(422, "execute-needs-image", _field_error(pointer="/execute"))),
     (NoResult, _no_result),
+    (ClassificationFailed, _classify_failed),
+    (ClassificationTimedOut, _classify_timed_out),
 ]
 DOMAIN_ERRORS: Final = tuple(kind for kind, _ in _BUILDERS)
 

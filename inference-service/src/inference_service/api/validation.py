@@ -14,6 +14,7 @@ from connexion.validators import (
     MultiPartFormDataValidator,
 )
 from jsonschema import Draft4Validator, ValidationError
+from starlette.formparsers import MultiPartException
 from starlette.types import Scope
 
 
@@ -55,6 +56,13 @@ class CollectingJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[mis
 
 
 class CollectingMultiPartValidator(MultiPartFormDataValidator):  # type: ignore[misc]
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        try:
+            return await super()._parse(stream, scope)
+        except MultiPartException as exc:
+            # Starlette 1.x reports a missing boundary so; Connexion lets it through as a 500.
+            raise BadRequestProblem(detail=f"the multipart body is malformed: {exc}") from None
+
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if not isinstance(body, dict):
             raise BadRequestProblem("the form could not be read")

@@ -70,8 +70,11 @@ class ResultFolder:
         *,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        on_applied: Callable[[str], None] | None = None,
     ) -> None:
         self.jobs = jobs
+        # Told the job id of every event applied (wakes the synchronous classify requests).
+        self._on_applied = on_applied
         self.scheduler = scheduler
         self.schemas = schemas
         self.config = config
@@ -174,6 +177,8 @@ class ResultFolder:
             log.debug(
                 "ignored %s %s for job %s", envelope.type.short, envelope.id, envelope.subject
             )
+        elif self._on_applied is not None:
+            self._on_applied(envelope.subject)
         return Outcome.APPLIED if applied else Outcome.IGNORED
 
     def _base(self, envelope: Envelope, statuses: frozenset[JobStatus]) -> dict[str, Any]:

@@ -1,0 +1,406 @@
+"""`simulator batch`: classify every image of a directory through the API into SQLite.
+
+Each file is submitted as a job (create and execute in one request) with an `Idempotency-Key`
+derived from its content, so a run restarted after a crash finds its earlier jobs instead of
+creating new ones. Completion is learned from the event stream (`GET /events`), with a slow
+poll of each job as the safety net (the machinery `simulate` uses). Every outcome becomes a
+row of the `results` table; files already stored as DONE (same content, same model) are
+skipped on a later run. Every step is one line of the log file.
+
+A bad file (the API's 415 or 422) or a FAILED job is a row with its error, never the end of
+the run; only an unreachable API stops it (exit code 2, from the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final, Protocol
+
+from inference_common.events import InvalidEvent, from_record
+from simulator.client import ApiError, ApiFailure, ApiUnreachable
+from simulator.images import MEDIA_TYPES
+from simulator.resources import ImageSample, Job, UnexpectedResponse
+from simulator.sse import ServerSentEvent
+from simulator.traffic import STRUCTURED, CompletionSignals, settled_job_id, wait_at_most
+
+DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
+# Suffixes a batch picks up: the simulator's image types, plus TIFF (the API takes it too).
+BATCH_MEDIA_TYPES: Final = {**MEDIA_TYPES, ".tif": "image/tiff", ".tiff": "image/tiff"}
+# Statuses of rows that are not jobs: the API refused the file, or it could not be read.
+REJECTED: Final = "REJECTED"
+UNREADABLE: Final = "UNREADABLE"
+TIMED_OUT: Final = "TIMED_OUT"
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS results (
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    job_id TEXT,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL,
+    top_label TEXT,
+    score REAL,
+    result_json TEXT,
+    error TEXT,
+    submitted_at TEXT,
+    finished_at TEXT,
+    PRIMARY KEY (file, sha256, model)
+)
+"""
+
+
+class BatchApi(Protocol):
+    """What the batch needs of InferenceClient (unit tests give a fake)."""
+
+    async def create_job(
+        self,
+        image: ImageSample,
+        *,
+        name: str,
+        model: str,
+        idempotency_key: str,
+        options: dict[str, Any] | None = None,
+        execute: bool = True,
+    ) -> Job: ...
+
+    async def get_job(self, job_id: str) -> Job: ...
+
+    async def get_result(self, job_id: str) -> dict[str, Any]: ...
+
+    def events(
+        self, path: str = "/events", on_open: Callable[[], None] | None = None
+    ) -> AsyncIterator[ServerSentEvent]: ...
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class ResultRow:
+    file: str
+    sha256: str
+    model: str
+    status: str
+    job_id: str | None = None
+    top_label: str | None = None
+    score: float | None = None
+    result_json: str | None = None
+    error: str | None = None
+    submitted_at: str | None = None
+    finished_at: str | None = None
+
+
+class ResultStore:
+    """The SQLite `results` table: one row per file, content and model; the last run wins."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path)
+        self._db.execute(SCHEMA)
+        self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def done(self, sha256: str, model: str) -> str | None:
+        """The job id of a DONE row for this content and model, if there is one."""
+        row = self._db.execute(
+            "SELECT job_id FROM results WHERE sha256 = ? AND model = ? AND status = 'DONE'",
+            (sha256, model),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def store(self, row: ResultRow) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO results (file, sha256, job_id, model, status, top_label,"
+            " score, result_json, error, submitted_at, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.file,
+                row.sha256,
+                row.job_id,
+                row.model,
+                row.status,
+                row.top_label,
+                row.score,
+                row.result_json,
+                row.error,
+                row.submitted_at,
+                row.finished_at,
+            ),
+        )
+        self._db.commit()
+
+    def rows(self) -> list[dict[str, Any]]:
+        cursor = self._db.execute("SELECT * FROM results ORDER BY file")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
+class BatchLog:
+    """One line per step: `<UTC time> <step> file=<name> job=<id> <detail>`."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def __call__(
+        self, step: str, file: str | None = None, job_id: str | None = None, detail: str = ""
+    ) -> None:
+        parts = [utc_now(), f"{step:<9}"]
+        if file is not None:
+            parts.append(f"file={file}")
+        if job_id is not None:
+            parts.append(f"job={job_id}")
+        if detail:
+            parts.append(detail)
+        self._stream.write(" ".join(parts) + "\n")
+        self._stream.flush()
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """A file of the batch: its name relative to the directory and where it is."""
+
+    name: str
+    path: Path
+
+    @property
+    def media_type(self) -> str:
+        return BATCH_MEDIA_TYPES[self.path.suffix.lower()]
+
+
+def find_files(directory: Path, *, recursive: bool = False) -> list[BatchFile]:
+    """Every file with an image suffix, sorted by name; hidden files are left out."""
+    candidates = directory.rglob("*") if recursive else directory.iterdir()
+    return [
+        BatchFile(path.relative_to(directory).as_posix(), path)
+        for path in sorted(candidates)
+        if path.is_file()
+        and not path.name.startswith(".")
+        and path.suffix.lower() in BATCH_MEDIA_TYPES
+    ]
+
+
+def idempotency_key(sha256: str, model: str, name: str) -> str:
+    """The same file (content, model and name) always gets the same key: a rerun finds its job."""
+    scope = hashlib.sha256(f"{model}\n{name}".encode()).hexdigest()[:16]
+    return f"batch-{sha256}-{scope}"
+
+
+def top_of(result: dict[str, Any]) -> tuple[str | None, float | None]:
+    """The best class (or detection) of a result body and its score."""
+    inner = result.get("result", result)
+    if not isinstance(inner, dict):
+        return None, None
+    best = inner.get("classes") or inner.get("detections") or []
+    if not best or not isinstance(best[0], dict):
+        return None, None
+    return str(best[0].get("label")), float(best[0].get("score", 0.0))
+
+
+@dataclass
+class BatchOptions:
+    directory: Path
+    model: str = DEFAULT_MODEL
+    concurrency: int = 4
+    recursive: bool = False
+    result_timeout_s: float = 120.0
+    poll_interval_s: float = 5.0
+
+
+@dataclass
+class BatchSummary:
+    found: int = 0
+    skipped: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def line(self) -> str:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(self.statuses.items()))
+        return f"{self.found} files, {self.skipped} skipped as already DONE" + (
+            f", {counts}" if counts else ""
+        )
+
+
+class BatchRun:
+    def __init__(
+        self, client: BatchApi, store: ResultStore, log: BatchLog, options: BatchOptions
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.log = log
+        self.options = options
+        self.summary = BatchSummary()
+        self._signals = CompletionSignals()
+        self._jobs: dict[str, str] = {}  # job id → file name, for the event log lines
+
+    async def run(self) -> BatchSummary:
+        """Raises ApiUnreachable when the API cannot be reached at all."""
+        files = find_files(self.options.directory, recursive=self.options.recursive)
+        self.summary.found = len(files)
+        self.log(
+            "start",
+            detail=f"dir={self.options.directory} files={len(files)} model={self.options.model}",
+        )
+        queue: asyncio.Queue[BatchFile] = asyncio.Queue()
+        for batch_file in files:
+            self.log("found", batch_file.name)
+            queue.put_nowait(batch_file)
+        events = asyncio.create_task(self._follow_events())
+        try:
+            with contextlib.suppress(TimeoutError):
+                # The stream is a shortcut, not a requirement: polling covers a missing one.
+                async with asyncio.timeout(2.0):
+                    await self._signals.open.wait()
+            workers = [
+                asyncio.create_task(self._worker(queue))
+                for _ in range(min(self.options.concurrency, max(len(files), 1)))
+            ]
+            await asyncio.gather(*workers)
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+        self.log("finish", detail=self.summary.line())
+        return self.summary
+
+    async def _worker(self, queue: asyncio.Queue[BatchFile]) -> None:
+        while not queue.empty():
+            await self.process(queue.get_nowait())
+
+    async def process(self, batch_file: BatchFile) -> None:
+        name = batch_file.name
+        try:
+            data = batch_file.path.read_bytes()
+        except OSError as exc:
+            row = ResultRow(name, "", self.options.model, UNREADABLE, error=str(exc))
+            self.log("error", name, detail=f"cannot read: {exc}")
+            self._store(row)
+            return
+        sha256 = hashlib.sha256(data).hexdigest()
+        earlier = self.store.done(sha256, self.options.model)
+        if earlier is not None:
+            self.summary.skipped += 1
+            self.log("skipped", name, earlier, f"sha256={sha256[:12]} already DONE")
+            return
+        row = ResultRow(name, sha256, self.options.model, REJECTED, submitted_at=utc_now())
+        try:
+            job = await self.client.create_job(
+                ImageSample(Path(name).name, data, batch_file.media_type),
+                name=Path(name).name,
+                model=self.options.model,
+                idempotency_key=idempotency_key(sha256, self.options.model, name),
+            )
+        except ApiUnreachable:
+            raise
+        except (ApiFailure, UnexpectedResponse) as exc:
+            row.error = _error_of(exc)
+            row.finished_at = utc_now()
+            self.log("rejected", name, detail=row.error)
+            self._store(row)
+            return
+        row.job_id, row.status = job.id, job.status
+        self._jobs[job.id] = name
+        self.log("submitted", name, job.id, f"sha256={sha256[:12]} status={job.status}")
+        try:
+            job = await self._await_terminal(job)
+            await self._settle(row, job)
+        except TimeoutError:
+            row.status = TIMED_OUT
+            row.error = f"no final status after {self.options.result_timeout_s:g} s"
+            self.log("error", name, job.id, row.error)
+        except ApiUnreachable:
+            raise
+        except (ApiFailure, UnexpectedResponse) as exc:
+            row.error = _error_of(exc)
+            self.log("error", name, job.id, row.error)
+        finally:
+            self._signals.forget(job.id)
+        row.finished_at = utc_now()
+        self._store(row)
+
+    def _store(self, row: ResultRow) -> None:
+        self.store.store(row)
+        self.summary.statuses[row.status] += 1
+        outcome = f"{row.top_label} {row.score:.2f}" if row.score is not None else row.error
+        self.log("stored", row.file, row.job_id, f"status={row.status} {outcome or ''}".rstrip())
+
+    async def _await_terminal(self, job: Job) -> Job:
+        signal = self._signals.register(job.id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.result_timeout_s
+        while not job.terminal:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            await wait_at_most(signal, min(remaining, self.options.poll_interval_s))
+            woken = signal.is_set()
+            signal.clear()
+            job = await self.client.get_job(job.id)
+            if woken and not job.terminal:
+                # The stream can be ahead of the job's record: look again shortly.
+                await asyncio.sleep(0.05)
+                job = await self.client.get_job(job.id)
+        return job
+
+    async def _settle(self, row: ResultRow, job: Job) -> None:
+        row.status = job.status
+        self.log("status", row.file, job.id, f"status={job.status}")
+        if job.status == "DONE":
+            result = await self.client.get_result(job.id)
+            row.result_json = json.dumps(result, sort_keys=True)
+            row.top_label, row.score = top_of(result)
+        elif job.error is not None:
+            row.error = f"{job.error.code}: {job.error.message}"
+        else:
+            row.error = f"the job ended {job.status}"
+
+    async def _follow_events(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async for event in self.client.events(on_open=self._signals.open.set):
+                    backoff = 0.5
+                    self._seen(event)
+            except ApiFailure as exc:
+                self.log("error", detail=f"event stream: {exc}")
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    def _seen(self, event: ServerSentEvent) -> None:
+        try:
+            envelope = from_record(event.data.encode(), STRUCTURED)
+        except InvalidEvent:
+            return
+        name = self._jobs.get(envelope.subject)
+        if name is None:
+            return  # another client's run, or a job of this batch not yet created
+        self.log("event", name, envelope.subject, envelope.type.short)
+        if settled_job_id(event) is not None:
+            self._signals.notify(envelope.subject)
+
+
+def _error_of(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return f"{exc.kind}: {exc.detail}" if exc.detail else exc.kind
+    return str(exc)
+
+
+@contextlib.contextmanager
+def opened(db_path: Path, log_path: Path) -> Iterator[tuple[ResultStore, BatchLog]]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    store = ResultStore(db_path)
+    try:
+        with log_path.open("a", encoding="utf-8") as stream:
+            yield store, BatchLog(stream)
+    finally:
+        store.close()

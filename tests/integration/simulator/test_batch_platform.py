@@ -1,0 +1,118 @@
+"""`simulator batch` against the real platform: the job service and an executor on free ports
+with the test's own topics and database (the fixture of test_simulate_platform)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.simulator.test_simulate_platform import (
+    ROOT,
+    RUN_TIMEOUT_S,
+    api_url,  # noqa: F401 (the job service and an executor, as a fixture)
+)
+
+pytestmark = pytest.mark.integration
+
+IMAGES = ROOT / ".cache" / "assets" / "images"
+EXPECTED = {
+    "parrot.jpg": {"macaw"},
+    "umbrella.jpg": {"umbrella"},
+    "cat.bmp": {"Egyptian cat", "tabby, tabby cat"},
+}
+
+
+def batch(directory: Path, out: Path, api: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "batch",
+            str(directory),
+            "--db",
+            str(out / "results.sqlite"),
+            "--log",
+            str(out / "batch.log"),
+            "--api",
+            api,
+            "--concurrency",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+
+
+def rows(db: Path) -> dict[str, dict[str, Any]]:
+    with sqlite3.connect(db) as connection:
+        connection.row_factory = sqlite3.Row
+        return {row["file"]: dict(row) for row in connection.execute("SELECT * FROM results")}
+
+
+def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_what_is_done(
+    api_url: str,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    directory, out = tmp_path / "input", tmp_path / "output"
+    directory.mkdir()
+    for name in EXPECTED:
+        shutil.copy(IMAGES / name, directory / name)
+    (directory / "empty.png").write_bytes(b"")
+    (directory / "text.jpg").write_text("just some text, not a JPEG\n")
+
+    done = batch(directory, out, api_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = rows(out / "results.sqlite")
+    assert set(found) == {*EXPECTED, "empty.png", "text.jpg"}
+    for name, labels in EXPECTED.items():
+        row = found[name]
+        assert row["status"] == "DONE", row
+        assert row["top_label"] in labels, row
+        assert 0 < row["score"] <= 1 and row["result_json"] and row["job_id"]
+        job = httpx.get(f"{api_url}/jobs/{row['job_id']}").json()
+        assert job["status"] == "DONE" and job["name"] == name
+    for name in ("empty.png", "text.jpg"):
+        row = found[name]
+        assert row["status"] == "REJECTED" and row["job_id"] is None, row
+        assert row["error"].startswith(("HTTP 415", "HTTP 422")), row
+
+    log = (out / "batch.log").read_text()
+    for name in EXPECTED:
+        job_id = found[name]["job_id"]
+        for step in ("found", "submitted", "event", "status", "stored"):
+            assert any(
+                line.split()[1] == step and f"file={name}" in line for line in log.splitlines()
+            ), (step, name, log)
+        assert f"job={job_id}" in log
+    assert log.count(" rejected ") == 2
+
+    jobs_before = len(httpx.get(f"{api_url}/jobs", params={"limit": 100}).json()["items"])
+    again = batch(directory, out, api_url)
+    assert again.returncode == 0, again.stdout + again.stderr
+    log = (out / "batch.log").read_text().split(" start ")[-1]
+    skipped = [line for line in log.splitlines() if line.split()[1:2] == ["skipped"]]
+    assert sorted(line.split()[2] for line in skipped) == sorted(f"file={n}" for n in EXPECTED)
+    assert not any(line.split()[1:2] == ["submitted"] for line in log.splitlines())
+    assert len(httpx.get(f"{api_url}/jobs", params={"limit": 100}).json()["items"]) == jobs_before
+    after = rows(out / "results.sqlite")
+    assert set(after) == set(found)
+    assert all(after[name] == found[name] for name in EXPECTED)
+    assert "3 skipped as already DONE" in again.stdout
+
+
+def test_an_unreachable_api_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    done = batch(tmp_path / "in", tmp_path / "out", "http://127.0.0.1:9/api/v1/inference")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot reach" in done.stderr
