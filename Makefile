@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch bench clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch web-ui bench clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -46,13 +46,16 @@ demo: serve  ## the main job: everything up, simulated traffic beside the live e
 	echo; echo "Still running: Swagger UI at http://127.0.0.1:8080/api/v1/inference/ui/ (make down stops it)"; \
 	exit $$status
 
+web-ui:  ## the Streamlit page at http://127.0.0.1:8501 (the API at API_URL, default: make serve's)
+	$(RUN) streamlit run web-ui/src/web_ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true --browser.gatherUsageStats false
+
 watch:  ## the event log, human-readable, from the beginning
 	$(RUN) simulator watch --from-beginning
 
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src
+	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src web-ui/src
 
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)

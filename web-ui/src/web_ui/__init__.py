@@ -1,0 +1,1 @@
+"""A Streamlit page over the public job API: choose a model, give an image, see the answer."""

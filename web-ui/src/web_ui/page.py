@@ -1,0 +1,143 @@
+"""The page: model, image, predict, then the image and a bar chart of the answer.
+
+Everything it knows comes from the public REST API; the logic lives in small modules
+(`api`, `waiting`, `chart_data`, `drawing`, `samples`) and this file only lays them out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+import streamlit as st
+
+from web_ui.api import ApiFailure, ApiProblem, ApiUnreachable, ImageUpload, InferenceApi, Model
+from web_ui.bootstrap import make_api
+from web_ui.chart_data import (
+    chart_table,
+    classification_bars,
+    detection_bars,
+    is_digit_model,
+    job_options,
+)
+from web_ui.drawing import draw_detections, for_display, open_rgb
+from web_ui.samples import Sample, bundled_samples, media_type_of
+from web_ui.settings import UiSettings, load_settings
+from web_ui.waiting import JobTimeout, wait_for_job
+
+UPLOAD_TYPES: Final = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
+UPLOAD, SAMPLE = "Upload a file", "Try a sample"
+LAST_RESULT: Final = "last_result"
+
+
+@st.cache_data(show_spinner=False)
+def cached_samples() -> list[Sample]:
+    return bundled_samples()
+
+
+def main() -> None:
+    st.set_page_config(page_title="CV inference", layout="wide")
+    st.title("Computer-vision inference")
+    settings = load_settings()
+    api = make_api(settings)
+    try:
+        run(api, settings)
+    except ApiUnreachable as exc:
+        st.error(f"{exc} Is the service running, and is API_URL right?")
+    except ApiProblem as exc:
+        st.error(f"**{exc.title}** ({exc.status}): {exc.detail or 'no detail given'}")
+    except (JobTimeout, ApiFailure) as exc:
+        st.error(str(exc))
+    finally:
+        api.close()
+
+
+def run(api: InferenceApi, settings: UiSettings) -> None:
+    models = api.list_models()
+    if not models:
+        st.warning("The API serves no models.")
+        return
+    model = st.selectbox("Model", models, format_func=lambda m: f"{m.title} ({m.task})")
+    assert model is not None  # a selectbox with options always has a choice
+    image, credit = choose_image(model)
+    if image is None:
+        st.info("Upload an image or pick a sample, then press Predict.")
+        return
+    shown = (model.name, hashlib.sha256(image.data).hexdigest())
+    if st.button("Predict", type="primary"):
+        st.session_state.pop(LAST_RESULT, None)
+        result = predict(api, settings, model, image)
+        if result is not None:
+            st.session_state[LAST_RESULT] = (shown, result)
+    last = st.session_state.get(LAST_RESULT)
+    # The answer stays on the page across reruns, as long as it is for this model and image.
+    if last is not None and last[0] == shown:
+        show_result(model, image, last[1], credit)
+
+
+def choose_image(model: Model) -> tuple[ImageUpload | None, str | None]:
+    digits = is_digit_model(model.task, model.label_count)
+    samples = [s for s in cached_samples() if s.name.startswith("mnist-") == digits]
+    source = st.radio("Image", [UPLOAD, SAMPLE], horizontal=True) if samples else UPLOAD
+    if source == UPLOAD:
+        file = st.file_uploader("An image", type=UPLOAD_TYPES)
+        if file is None:
+            return None, None
+        media_type = media_type_of(file.name, file.type or "application/octet-stream")
+        return ImageUpload(file.name, file.getvalue(), media_type), None
+    sample = st.selectbox("Sample", samples, format_func=lambda s: s.name)
+    assert sample is not None
+    if sample.credit:
+        st.caption(f"Image credit: {sample.credit}")
+    return ImageUpload(sample.name, sample.data, sample.media_type), sample.credit
+
+
+def predict(
+    api: InferenceApi, settings: UiSettings, model: Model, image: ImageUpload
+) -> dict[str, Any] | None:
+    """The job's result once DONE; None (and the reason on the page) otherwise."""
+    job = api.submit(model.name, image, job_options(model.task, model.label_count))
+    with st.status(f"Job {job.id}: {job.status}") as status:
+        job = wait_for_job(
+            api,
+            job,
+            on_status=lambda j: status.update(label=f"Job {j.id}: {j.status}"),
+            poll_interval_s=settings.poll_interval_s,
+            timeout_s=settings.job_timeout_s,
+        )
+        status.update(state="complete" if job.status == "DONE" else "error", expanded=False)
+    if job.status == "FAILED":
+        error = job.error
+        st.error(f"The job failed: {error.code}: {error.message}" if error else "The job failed.")
+        return None
+    if job.status != "DONE":
+        st.warning(f"The job ended {job.status}.")
+        return None
+    result: dict[str, Any] = api.result(job.id)["result"]
+    return result
+
+
+def show_result(
+    model: Model, image: ImageUpload, result: dict[str, Any], credit: str | None
+) -> None:
+    picture, chart = st.columns(2)
+    caption = image.name + (f" (credit: {credit})" if credit else "")
+    if result.get("task") == "object_detection":
+        detections = result.get("detections", [])
+        picture.image(draw_detections(image.data, detections), caption=caption)
+        bars, value_name = detection_bars(result), "score"
+        chart.subheader(f"{len(detections)} detected")
+    else:
+        picture.image(for_display(open_rgb(image.data)), caption=caption)
+        bars, value_name = classification_bars(result, model.label_count), "probability"
+        if bars:
+            best = max(bars, key=lambda bar: bar.value)
+            chart.subheader(f"{best.label} ({best.value:.1%})")
+    if bars:
+        chart.bar_chart(
+            chart_table(bars, value_name),
+            x="label",
+            y=value_name,
+            sort=False,
+            horizontal=not is_digit_model(model.task, model.label_count),
+        )

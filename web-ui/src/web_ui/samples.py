@@ -1,0 +1,83 @@
+"""The bundled sample images from the asset cache, each with its credit from the manifest.
+
+The photos are the manifest's images; the handwritten digits are the first few of the MNIST
+test set, turned into PNG in memory. Whatever is not fetched yet is simply not offered.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from PIL import Image
+
+from inference_common.assets import Manifest, load_manifest
+from inference_common.settings import CommonSettings
+
+MNIST_IMAGES: Final = "datasets/mnist/t10k-images-idx3-ubyte.gz"
+MNIST_LABELS: Final = "datasets/mnist/t10k-labels-idx1-ubyte.gz"
+MNIST_SAMPLES: Final = 10
+MEDIA_TYPES: Final = {
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
+    ".bmp": "image/bmp",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+    ".tiff": "image/tiff",
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    name: str
+    data: bytes
+    media_type: str
+    credit: str | None
+
+
+def media_type_of(filename: str, fallback: str = "application/octet-stream") -> str:
+    return MEDIA_TYPES.get(Path(filename).suffix.lower(), fallback)
+
+
+def bundled_samples(settings: CommonSettings | None = None) -> list[Sample]:
+    settings = settings or CommonSettings()
+    try:
+        manifest = load_manifest(settings.assets_manifest)
+    except OSError:
+        return []
+    return mnist_digits(manifest, settings.assets_cache_dir) + photos(
+        manifest, settings.assets_cache_dir
+    )
+
+
+def photos(manifest: Manifest, cache_dir: Path) -> list[Sample]:
+    return [
+        Sample(path.name, path.read_bytes(), media_type_of(path.name), asset.credit)
+        for asset in manifest.images()
+        if (path := cache_dir / asset.path).is_file()
+    ]
+
+
+def mnist_digits(manifest: Manifest, cache_dir: Path, count: int = MNIST_SAMPLES) -> list[Sample]:
+    images, labels = cache_dir / MNIST_IMAGES, cache_dir / MNIST_LABELS
+    if not (images.is_file() and labels.is_file()):
+        return []
+    credit = next((f.credit for f in manifest.file if f.path == MNIST_IMAGES), None)
+    with gzip.open(images) as pixels, gzip.open(labels) as digits:
+        _, _, rows, cols = struct.unpack(">IIII", pixels.read(16))
+        digits.read(8)
+        samples = []
+        for number in range(count):
+            digit = digits.read(1)[0]
+            image = Image.frombytes("L", (cols, rows), pixels.read(rows * cols))
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            name = f"mnist-{number:02d}-digit-{digit}.png"
+            samples.append(Sample(name, buffer.getvalue(), "image/png", credit))
+    return samples

@@ -1,0 +1,38 @@
+"""Following a job until it ends, by polling: one GET every `poll_interval_s`, bounded."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from web_ui.api import InferenceApi, Job
+
+
+class JobTimeout(Exception):
+    def __init__(self, job: Job, timeout_s: float) -> None:
+        self.job = job
+        super().__init__(f"Job {job.id} is still {job.status} after {timeout_s:g} s.")
+
+
+def wait_for_job(
+    api: InferenceApi,
+    job: Job,
+    *,
+    on_status: Callable[[Job], None],
+    poll_interval_s: float = 0.3,
+    timeout_s: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Job:
+    """The job once terminal; `on_status` sees the first state and every change after it."""
+    deadline = clock() + timeout_s
+    on_status(job)
+    while not job.terminal:
+        if clock() >= deadline:
+            raise JobTimeout(job, timeout_s)
+        sleep(poll_interval_s)
+        latest = api.job(job.id)
+        if latest.status != job.status:
+            on_status(latest)
+        job = latest
+    return job
