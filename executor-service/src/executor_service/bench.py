@@ -20,10 +20,12 @@ import io
 import os
 import platform
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ class Figures:
     in_process: float  # jobs/s
     executor: float  # jobs/s
     jobs: int
+    cpu_ms: dict[str, float]  # CPU time per job, by process, during the executor's run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,12 +111,12 @@ def _bench_model(
     database = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         run_settings = settings.model_copy(update={"mongodb_database": database})
-        executor = _executor_rate(run_settings, name, spec.task, data, jobs)
+        executor, cpu_ms = _executor_rate(run_settings, name, spec.task, data, jobs)
     finally:
         client = sync_client(settings)
         client.drop_database(database)
         client.close()
-    return Figures(name, image_name, ceiling, in_process, executor, jobs)
+    return Figures(name, image_name, ceiling, in_process, executor, jobs, cpu_ms)
 
 
 def _image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
@@ -200,7 +203,8 @@ def _pipeline_loop(settings: ExecutorSettings) -> Loop:
 
 def _executor_rate(
     settings: ExecutorSettings, model: str, task: str, data: bytes, jobs: int
-) -> float:
+) -> tuple[float, dict[str, float]]:
+    """Jobs/s of an executor process draining a backlog, and CPU ms per job by process."""
     suffix = uuid.uuid4().hex[:8]
     topics = {
         "TOPIC_JOBS": f"bench.{suffix}.jobs",
@@ -210,22 +214,72 @@ def _executor_rate(
     run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
     ensure_topics(run_settings)
     refs = _store_images(run_settings, data)
-    _produce_requests(run_settings, model, task, refs, jobs)
+    port = _free_port()
     env = {
         **os.environ,
         **topics,
         "TOPIC_PARTITIONS": str(settings.topic_partitions),
         "MONGODB_DATABASE": settings.mongodb_database,
         "EXECUTOR_GROUP_ID": f"bench-{suffix}",
-        "EXECUTOR_HTTP_PORT": "0",
+        "EXECUTOR_HTTP_PORT": str(port),
         "LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen([sys.executable, "-m", "executor_service"], env=env)
     try:
-        return _completion_rate(run_settings, jobs)
+        _wait_ready(port)
+        processes = {"executor": process.pid, **dict(sorted(_stack_pids().items()))}
+        before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+        _produce_requests(run_settings, model, task, refs, jobs)
+        rate = _completion_rate(run_settings, jobs)
+        cpu_ms = {
+            name: (_cpu_seconds(pid) - before[name]) * 1000 / jobs
+            for name, pid in processes.items()
+        }
+        return rate, cpu_ms
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_ready(port: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the executor did not become ready")
+
+
+def _stack_pids() -> dict[str, int]:
+    """The local stack's FerretDB and Kafka, when they run on this host (Linux /proc)."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"ferretdb" in command and b"--listen-addr" in command:
+            found.setdefault("ferretdb", int(entry.name))
+        elif b"kafka.Kafka" in command:
+            found.setdefault("kafka", int(entry.name))
+    return found
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
@@ -305,9 +359,10 @@ def _completion_rate(settings: ExecutorSettings, jobs: int, timeout: float = 600
 
 
 def _print(f: Figures) -> None:
+    cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in f.cpu_ms.items())
     print(
         f"{f.model}: ceiling {f.ceiling:.0f} invokes/s, in-process {f.in_process:.0f} jobs/s, "
-        f"executor {f.executor:.0f} jobs/s ({f.jobs} jobs)",
+        f"executor {f.executor:.0f} jobs/s ({f.jobs} jobs); CPU ms per job: {cpu}",
         flush=True,
     )
 
@@ -315,12 +370,13 @@ def _print(f: Figures) -> None:
 def _table(figures: list[Figures]) -> str:
     lines = [
         "| model | image | ceiling (invoke/s) | in-process (jobs/s) | executor (jobs/s) "
-        "| executor / ceiling | executor / in-process |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| executor / ceiling | executor / in-process | CPU ms per job, by process |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     lines += [
         f"| {f.model} | {f.image} | {f.ceiling:.0f} | {f.in_process:.0f} | {f.executor:.0f} "
-        f"| {f.executor / f.ceiling:.0%} | {f.executor / f.in_process:.0%} |"
+        f"| {f.executor / f.ceiling:.0%} | {f.executor / f.in_process:.0%} "
+        f"| {', '.join(f'{name} {ms:.2f}' for name, ms in f.cpu_ms.items())} |"
         for f in figures
     ]
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from executor_service.images import GridFSImages
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits
+from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
@@ -57,11 +58,12 @@ class Executor:
                 },
             )
         )
+        images = GridFSImages(
+            self._mongo[settings.mongodb_database], settings.executor_image_read_attempts
+        )
         context = ExecutionContext(
             executor=self.executor,
-            images=GridFSImages(
-                self._mongo[settings.mongodb_database], settings.executor_image_read_attempts
-            ),
+            images=images,
             limits=Limits(
                 max_image_bytes=settings.executor_max_image_bytes,
                 max_image_pixels=settings.executor_max_image_pixels,
@@ -69,7 +71,10 @@ class Executor:
             ),
             metrics=self.metrics,
         )
-        self.service = ExecutorService(settings, consumer, self.producer, self.pool, context)
+        prefetcher = ImagePrefetcher(images, settings.io_threads)
+        self.service = ExecutorService(
+            settings, consumer, self.producer, self.pool, context, prefetcher=prefetcher
+        )
         self.health = HealthServer(
             settings.executor_http_host,
             settings.executor_http_port,

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -26,6 +27,7 @@ from executor_service.execution import ExecutionContext, run_execution
 from executor_service.jobs import Execution, parse_execution
 from executor_service.models import ModelRegistry
 from executor_service.offsets import OffsetTracker, Partition, Work
+from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.events import (
@@ -45,6 +47,15 @@ _LAG_EVERY_S = 5.0
 _COMMIT_EVERY_S = 0.2
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """A request waiting for room in the pool."""
+
+    work: Work
+    envelope: Envelope
+    execution: Execution
+
+
 class ExecutorService:
     def __init__(
         self,
@@ -53,12 +64,15 @@ class ExecutorService:
         producer: Producer,
         pool: WorkerPool,
         context: ExecutionContext,
+        *,
+        prefetcher: ImagePrefetcher | None = None,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
         self._pool = pool
         self._context = context
+        self._prefetcher = prefetcher
         self._metrics = context.metrics
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -66,7 +80,7 @@ class ExecutorService:
         self._done_offsets: dict[Partition, int] = {}
         self._sent_offsets: dict[Partition, int] = {}
         # Requests consumed but not yet handed to the pool, in offset order.
-        self._backlog: deque[tuple[Work, Callable[[ModelRegistry], None]]] = deque()
+        self._backlog: deque[_Queued] = deque()
         self._running = 0  # executions queued or running in the pool
         self._running_lock = threading.Lock()
         self._closing = False
@@ -123,10 +137,15 @@ class ExecutorService:
 
     def _dispatch(self) -> None:
         while self._backlog and self._running < self._settings.max_in_flight:
-            _work, task = self._backlog.popleft()
+            queued = self._backlog.popleft()
+            context = self._context
+            if self._prefetcher is not None:
+                max_bytes = context.limits.max_image_bytes
+                images = self._prefetcher.prefetch(queued.envelope.data, max_bytes)
+                context = replace(context, images=images)
             with self._running_lock:
                 self._running += 1
-            self._pool.submit(task)
+            self._pool.submit(partial(self._execute, queued, context))
 
     def _shutdown(self) -> int:
         """Finish what is in flight, deliver, commit, leave the group."""
@@ -144,6 +163,8 @@ class ExecutorService:
         except KafkaException as exc:
             log.warning("closing the consumer failed", extra={"error": str(exc)})
         self._pool.stop(timeout=1.0 if self.fatal else None)
+        if self._prefetcher is not None:
+            self._prefetcher.close()
         if self.fatal or unfinished:
             log.error("stopped with work left", extra={"fatal": self.fatal, "open": unfinished})
             return 1
@@ -185,17 +206,15 @@ class ExecutorService:
         except ValueError as exc:
             self._dead_letter(message, work, str(exc))
             return
-        self._backlog.append((work, partial(self._execute, envelope, execution, work)))
+        self._backlog.append(_Queued(work, envelope, execution))
 
-    def _execute(
-        self, envelope: Envelope, execution: Execution, work: Work, registry: ModelRegistry
-    ) -> None:
+    def _execute(self, queued: _Queued, context: ExecutionContext, registry: ModelRegistry) -> None:
         """On a worker thread."""
         try:
-            publish = partial(self._publish, work, self._settings.topic_results)
-            run_execution(envelope, execution, registry, self._context, publish)
+            publish = partial(self._publish, queued.work, self._settings.topic_results)
+            run_execution(queued.envelope, queued.execution, registry, context, publish)
         finally:
-            work.finish()
+            queued.work.finish()
             with self._running_lock:
                 self._running -= 1
             self._wake.set()
@@ -325,12 +344,12 @@ class ExecutorService:
                 self._metrics.consumer_lag.remove(key[0], str(key[1]))
 
     def _abandon_backlog(self, revoked: Callable[[Partition], bool]) -> None:
-        kept: deque[tuple[Work, Callable[[ModelRegistry], None]]] = deque()
-        for work, task in self._backlog:
-            if revoked(work.partition):
-                self._tracker.abandon(work)
+        kept: deque[_Queued] = deque()
+        for queued in self._backlog:
+            if revoked(queued.work.partition):
+                self._tracker.abandon(queued.work)
             else:
-                kept.append((work, task))
+                kept.append(queued)
         self._backlog = kept
 
     def _consumer_error(self, error: KafkaError) -> None:

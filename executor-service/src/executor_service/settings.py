@@ -49,3 +49,8 @@ class ExecutorSettings(CommonSettings):
     @property
     def max_in_flight(self) -> int:
         return self.executor_max_in_flight or 4 * self.executor_workers
+
+    @property
+    def io_threads(self) -> int:
+        """Image reads run ahead of the workers: one thread per job that may be in flight."""
+        return self.max_in_flight

@@ -1,7 +1,7 @@
 """Worker threads, each with interpreters of its own, fed from one queue.
 
 Threads rather than processes: LiteRT's invoke() and Pillow's decoders release the GIL, so
-two workers on two cores run twice the invokes of one (docs/executor-benchmarks.md), and the
+two workers on two cores run 1.8x the invokes of one (docs/executor-benchmarks.md), and the
 images and results need no pickling between processes.
 """
 
