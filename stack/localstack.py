@@ -648,9 +648,14 @@ def _service(cfg: Config, name: str) -> Service:
     return services[name]
 
 
-def _check_ports(services: list[Service]) -> None:
+def _check_ports(services: list[Service], grace: float = 15.0) -> None:
+    # A service just killed may hold its port while the kernel tears it down (a broker with
+    # thousands of open segment files takes seconds), so a busy port gets a grace period.
+    deadline = time.monotonic() + grace
     for svc in services:
         for port, variable in svc.ports.items():
+            while not _port_free(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
             if not _port_free(port):
                 raise StackError(
                     f"{svc.name}: port {HOST}:{port} is already in use by a process this stack "

@@ -17,7 +17,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
+from inference_common.kafka import client_config
+from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,13 +85,15 @@ def isolated_env(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield env
-    from inference_common.mongo import sync_client
-
-    client = sync_client(CommonSettings())
+    settings = CommonSettings()
+    client = sync_client(settings)
     try:
         client.drop_database(env["MONGODB_DATABASE"])
     finally:
         client.close()
+    # The broker keeps files open for every partition: without this, it piles up topics.
+    topics = [settings.topic_jobs, settings.topic_results, settings.topic_dead_letter]
+    AdminClient(client_config(settings)).delete_topics(topics, operation_timeout=10)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ Per model, in one run and with the same worker count and interpreter threads:
 1. ceiling: each worker thread invokes its own interpreter in a loop (input already set);
 2. in-process: each worker thread runs prepare + invoke + decode on image bytes in memory;
 3. executor: `python -m executor_service` in its own process drains a backlog of
-   execution_requested events (images in GridFS) and publishes started + completed.
+   execution_requested events (images stored by reference) and publishes started + completed.
 Throughput for 3 is taken from the events themselves: first started_at to last completed_at.
 Needs the local stack (Kafka, FerretDB) and the asset cache; uses its own topics and database.
 """
@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
+from bson import ObjectId
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from gridfs import GridFSBucket
 from PIL import Image
 
 from executor_service import decoding
@@ -46,6 +46,7 @@ from executor_service.preprocessing import prepare
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
 from inference_common.events import EventType, from_record, new_event, to_record
+from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_uri
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
 from inference_common.mongo import sync_client
 
@@ -53,10 +54,9 @@ IMAGE_FOR = {
     "mobilenet-v2-imagenet-quant": "images/cat_720p.jpg",
     "ssd-mobilenet-v1-coco-quant": "images/cat_720p.jpg",
 }
-# GridFS files per model, used round robin. Few, and a fresh database per model: FerretDB's
-# SQLite backend scans the whole chunks collection for every GridFS read (no filter pushdown
-# on files_id), so a bigger pool would measure that scan rather than the executor.
-DISTINCT_FILES = 1
+# Stored copies of the image per model, used round robin: reads by _id cost the same however
+# many images are stored, so a pool this size measures what a busy store serves.
+DISTINCT_FILES = 50
 MAX_JOBS = 3000
 
 
@@ -285,14 +285,15 @@ def _cpu_seconds(pid: int) -> float:
 def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
     client = sync_client(settings)
     try:
-        bucket = GridFSBucket(client[settings.mongodb_database], bucket_name="images")
-        ids = [bucket.upload_from_stream(f"bench-{n}", data) for n in range(DISTINCT_FILES)]
+        images = client[settings.mongodb_database][IMAGE_COLLECTION]
+        ids = [ObjectId() for _ in range(DISTINCT_FILES)]
+        images.insert_many([image_document(i, data, "image/jpeg", "bench") for i in ids])
     finally:
         client.close()
     digest = hashlib.sha256(data).hexdigest()
     return [
         {
-            "uri": f"gridfs://images/{file_id}",
+            "uri": image_uri(IMAGE_COLLECTION, str(file_id)),
             "sha256": digest,
             "size": len(data),
             "media_type": "image/jpeg",

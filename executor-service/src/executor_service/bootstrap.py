@@ -14,7 +14,7 @@ from PIL import Image
 from executor_service.consumer import ExecutorService, kafka_reachable
 from executor_service.execution import ExecutionContext
 from executor_service.health import HealthServer
-from executor_service.images import GridFSImages
+from executor_service.images import StoredImages
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits
@@ -58,7 +58,7 @@ class Executor:
                 },
             )
         )
-        images = GridFSImages(
+        images = StoredImages(
             self._mongo[settings.mongodb_database], settings.executor_image_read_attempts
         )
         context = ExecutionContext(

@@ -1,4 +1,4 @@
-"""Reading a job's image by its claim check (`gridfs://<bucket>/<file id>`) and checking it."""
+"""Reading a job's image by its claim check (`blob://<collection>/<id>`) and checking it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import time
 from typing import Any, Protocol
 
 from bson import ObjectId
-from gridfs import GridFSBucket, NoFile
-from gridfs.errors import CorruptGridFile
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
 
@@ -27,8 +25,8 @@ class ImageSource(Protocol):
     def read(self, uri: str, max_bytes: int) -> bytes: ...
 
 
-class GridFSImages:
-    """Images in GridFS buckets of one database (the job service writes them there)."""
+class StoredImages:
+    """Images the job service stored, one document each, read by `_id` (see image_refs)."""
 
     def __init__(self, database: Database[Any], attempts: int = 3, backoff_s: float = 0.2) -> None:
         self._database = database
@@ -37,12 +35,12 @@ class GridFSImages:
 
     def read(self, uri: str, max_bytes: int) -> bytes:
         try:
-            bucket_name, file_id = parse_image_uri(uri)
+            collection, image_id = parse_image_uri(uri)
         except ValueError as exc:
             raise JobFailure(ErrorCode.INVALID_REQUEST, str(exc)) from exc
         for attempt in range(1, self._attempts + 1):
             try:
-                return self._download(GridFSBucket(self._database, bucket_name), file_id, max_bytes)
+                return self._load(collection, image_id, max_bytes)
             except _TRANSIENT as exc:
                 if attempt == self._attempts:
                     raise JobFailure(
@@ -54,25 +52,22 @@ class GridFSImages:
                 time.sleep(self._backoff_s * 2 ** (attempt - 1))
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    @staticmethod
-    def _download(bucket: GridFSBucket, file_id: str, max_bytes: int) -> bytes:
+    def _load(self, collection: str, image_id: str, max_bytes: int) -> bytes:
         try:
-            with bucket.open_download_stream(ObjectId(file_id)) as stream:
-                if stream.length > max_bytes:
-                    raise JobFailure(
-                        ErrorCode.IMAGE_UNREADABLE,
-                        f"image of {stream.length} bytes exceeds the limit of {max_bytes}",
-                    )
-                data: bytes = stream.read()
-                return data
-        except NoFile as exc:
-            raise JobFailure(ErrorCode.IMAGE_MISSING, f"no image {file_id} in GridFS") from exc
-        except CorruptGridFile as exc:
-            raise JobFailure(ErrorCode.IMAGE_UNREADABLE, f"image {file_id}: {exc}") from exc
+            document = self._database[collection].find_one({"_id": ObjectId(image_id)})
         except _TRANSIENT:
             raise
         except PyMongoError as exc:  # e.g. authorisation: retrying will not help
-            raise JobFailure(ErrorCode.IMAGE_UNREADABLE, f"image {file_id}: {exc}") from exc
+            raise JobFailure(ErrorCode.IMAGE_UNREADABLE, f"image {image_id}: {exc}") from exc
+        if document is None:
+            raise JobFailure(ErrorCode.IMAGE_MISSING, f"no image {image_id} in {collection}")
+        data = bytes(document["data"])
+        if len(data) > max_bytes:
+            raise JobFailure(
+                ErrorCode.IMAGE_UNREADABLE,
+                f"image of {len(data)} bytes exceeds the limit of {max_bytes}",
+            )
+        return data
 
 
 def verify(data: bytes, image: ImageRef) -> None:

@@ -32,7 +32,7 @@ class Execution(BaseModel):
 class ImageRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    uri: str = Field(pattern=r"^gridfs://[a-z_]+/[0-9a-f]{24}$")
+    uri: str = Field(pattern=r"^blob://[a-z_]+/[0-9a-f]{24}$")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=1)
     media_type: str = Field(pattern=r"^image/")

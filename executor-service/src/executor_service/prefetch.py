@@ -1,6 +1,6 @@
 """Reading images ahead, on I/O threads, while the workers run the models.
 
-A GridFS read is mostly waiting for the store (17 ms for a 100 KB image on the local stack,
+An image read is mostly waiting for the store (about 20 ms for a 100 KB image on the local stack,
 against 8 ms of invoke); a worker that fetched its own image would sit idle for it. A request
 starts its read when it is handed to the pool, so by the time a worker takes it from the
 queue the bytes are usually there. At most `max_in_flight` reads are outstanding.

@@ -1,4 +1,4 @@
-"""Driving real executors against the real Kafka and GridFS, with bounded waits."""
+"""Driving real executors against the real Kafka and image store, with bounded waits."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bson import ObjectId
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from gridfs import GridFSBucket
 
 from executor_service.bootstrap import Executor
 from executor_service.settings import ExecutorSettings
 from inference_common.events import KafkaRecord
+from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_uri
 from inference_common.kafka import client_config, consumer_config, producer_config
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
@@ -30,19 +31,19 @@ from tests.unit.executor.builders import execution_requested
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGES = ROOT / ".cache" / "assets" / "images"
-BUCKET = "images"
 
 
 def store_image(settings: CommonSettings, data: bytes) -> dict[str, Any]:
-    """Put bytes in GridFS as the job service does; the ImageRef of an execution request."""
+    """Store bytes as the job service does; the ImageRef of an execution request."""
+    image_id = ObjectId()
     client = sync_client(settings)
     try:
-        bucket = GridFSBucket(client[settings.mongodb_database], bucket_name=BUCKET)
-        file_id = bucket.upload_from_stream("image", data)
+        document = image_document(image_id, data, "image/jpeg", "test")
+        client[settings.mongodb_database][IMAGE_COLLECTION].insert_one(document)
     finally:
         client.close()
     return {
-        "uri": f"gridfs://{BUCKET}/{file_id}",
+        "uri": image_uri(IMAGE_COLLECTION, str(image_id)),
         "sha256": hashlib.sha256(data).hexdigest(),
         "size": len(data),
         "media_type": "image/jpeg",

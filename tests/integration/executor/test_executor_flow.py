@@ -109,7 +109,7 @@ def test_poison_never_stops_the_consumer(executor_settings: ExecutorSettings) ->
     good_ref = store_image(settings, cat)
     corrupt = b"\xff\xd8\xff\xe0" + b"\x00" * 100
     corrupt_ref = store_image(settings, corrupt)
-    missing_ref = {**good_ref, "uri": "gridfs://images/" + "0" * 24}
+    missing_ref = {**good_ref, "uri": "blob://images/" + "0" * 24}
     tampered_ref = {**good_ref, "sha256": hashlib.sha256(b"other").hexdigest()}
     garbage = (b"garbage-key", b"\x00\xffnot json at all", [("x-origin", b"fuzzer")])
     unknown_type = foreign_event("io.cvinference.job.exploded.v1")

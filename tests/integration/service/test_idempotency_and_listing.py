@@ -7,6 +7,7 @@ from datetime import datetime
 
 import pytest
 
+from inference_common.image_refs import IMAGE_COLLECTION
 from tests.integration.service.harness import (
     RunningService,
     TopicReader,
@@ -37,7 +38,7 @@ def test_a_retry_with_the_same_key_returns_the_same_job(
     try:
         assert jobs.count_documents({}) == 1
         database = mongo[service.settings.mongodb_database]
-        assert database["images.files"].count_documents({}) == 1
+        assert database[IMAGE_COLLECTION].count_documents({}) == 1
     finally:
         mongo.close()
     messages = jobs_topic.read(1, settle=1.0)

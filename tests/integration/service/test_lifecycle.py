@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inference_common.events import EventType
+from inference_common.image_refs import IMAGE_COLLECTION
 from tests.contracts import validate_kafka_event
 from tests.integration.service.harness import (
     Executor,
@@ -84,7 +85,7 @@ def test_json_create_then_image_then_execute(service: RunningService) -> None:
     assert replaced.json()["image"]["media_type"] == "image/bmp"
     mongo, _ = jobs_in_db(service.settings)
     try:
-        assert mongo[service.settings.mongodb_database]["images.files"].count_documents({}) == 1
+        assert mongo[service.settings.mongodb_database][IMAGE_COLLECTION].count_documents({}) == 1
     finally:
         mongo.close()
 

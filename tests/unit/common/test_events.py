@@ -45,10 +45,12 @@ def test_structured_mode_is_accepted() -> None:
 
 def test_dataschema_names_the_schema_of_the_type() -> None:
     assert EventType.COMPLETED.dataschema == "urn:cvinference:schema:job.completed.v1"
-    event = new_event(EventType.CREATED, "/inference-service", JOB_ID, {}, dataref="gridfs://x/1")
+    event = new_event(
+        EventType.CREATED, "/inference-service", JOB_ID, {}, dataref="blob://images/1"
+    )
     attributes = event.get_attributes()
     assert attributes["dataschema"] == EventType.CREATED.dataschema
-    assert attributes["dataref"] == "gridfs://x/1"
+    assert attributes["dataref"] == "blob://images/1"
     assert attributes["partitionkey"] == JOB_ID
 
 

@@ -6,7 +6,7 @@ import pytest
 from pymongo import MongoClient
 
 from executor_service.errors import ErrorCode, JobFailure
-from executor_service.images import GridFSImages, verify
+from executor_service.images import StoredImages, verify
 from executor_service.jobs import ImageRef
 from tests.unit.executor.builders import image_ref
 
@@ -27,7 +27,7 @@ def test_unreachable_store_fails_as_retryable_after_the_attempts() -> None:
     # Nothing listens on port 1: each attempt ends at the 100 ms server selection timeout.
     client: MongoClient = MongoClient("mongodb://127.0.0.1:1/", serverSelectionTimeoutMS=100)
     try:
-        images = GridFSImages(client["nowhere"], attempts=2, backoff_s=0.01)
+        images = StoredImages(client["nowhere"], attempts=2, backoff_s=0.01)
         with pytest.raises(JobFailure) as caught:
             images.read(image_ref(b"x")["uri"], max_bytes=1000)
     finally:
@@ -41,7 +41,7 @@ def test_a_malformed_reference_is_an_invalid_request() -> None:
     client: MongoClient = MongoClient("mongodb://127.0.0.1:1/", connect=False)
     try:
         with pytest.raises(JobFailure) as caught:
-            GridFSImages(client["nowhere"]).read("gridfs://Images/123", max_bytes=1000)
+            StoredImages(client["nowhere"]).read("blob://Images/123", max_bytes=1000)
     finally:
         client.close()
     assert caught.value.code is ErrorCode.INVALID_REQUEST

@@ -9,8 +9,8 @@ import pytest
 from executor_service.errors import ErrorCode, JobFailure
 from executor_service.prefetch import ImagePrefetcher
 
-URI = "gridfs://images/65f1a2b3c4d5e6f708192a3b"
-OTHER = "gridfs://images/000000000000000000000000"
+URI = "blob://images/65f1a2b3c4d5e6f708192a3b"
+OTHER = "blob://images/000000000000000000000000"
 
 
 class GatedImages:

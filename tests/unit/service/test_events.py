@@ -46,7 +46,7 @@ def test_created_with_and_without_image() -> None:
     assert headers["ce_type"] == EventType.CREATED.value
     assert headers["ce_source"] == "/inference-service"
     assert headers["ce_traceparent"] == TRACE
-    assert headers["ce_dataref"] == "gridfs://images/0123456789abcdef01234567"
+    assert headers["ce_dataref"] == "blob://images/0123456789abcdef01234567"
     assert data["image"]["uri"] == headers["ce_dataref"]
     assert data["owner"] == "alice" and data["status"] == "NEW"
     headers, data = published(events.created(job(with_image=False), TRACE))

@@ -14,7 +14,7 @@ OTHER_JOB_ID = "77e1b2c3000000000000000000001234"
 EXECUTION_ID = "e" * 32
 T0 = datetime(2026, 11, 23, 12, 0, 1, 123000, tzinfo=UTC)
 IMAGE = {
-    "uri": "gridfs://images/0123456789abcdef01234567",
+    "uri": "blob://images/0123456789abcdef01234567",
     "sha256": "a" * 64,
     "size": 1234,
     "media_type": "image/jpeg",

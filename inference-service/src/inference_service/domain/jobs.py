@@ -9,16 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from inference_common.image_refs import image_uri
+from inference_common.image_refs import IMAGE_COLLECTION, image_uri
 from inference_service.domain.clock import iso
 from inference_service.domain.lifecycle import JobStatus
-
-IMAGE_BUCKET = "images"
 
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What validation learned about an image; the bytes themselves go to GridFS."""
+    """What validation learned about an image; the bytes themselves go to the image store."""
 
     media_type: str
     size: int
@@ -29,7 +27,7 @@ class ImageInfo:
     def stored(self, file_id: str) -> dict[str, Any]:
         return {
             "file_id": file_id,
-            "uri": image_uri(IMAGE_BUCKET, file_id),
+            "uri": image_uri(IMAGE_COLLECTION, file_id),
             "media_type": self.media_type,
             "size": self.size,
             "width": self.width,

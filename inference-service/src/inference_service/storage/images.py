@@ -1,38 +1,35 @@
-"""Image bytes in the GridFS bucket `images`; events carry only gridfs://images/<id>."""
+"""Image bytes, one document each, read by `_id` (inference_common.image_refs says why)."""
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from gridfs import AsyncGridFSBucket
-from gridfs.errors import NoFile
 from pymongo.asynchronous.database import AsyncDatabase
 
-from inference_service.domain.jobs import IMAGE_BUCKET
+from inference_common.image_refs import IMAGE_COLLECTION, image_document
 
 
 class ImageStore:
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
-        self._bucket = AsyncGridFSBucket(db, bucket_name=IMAGE_BUCKET)
+        self._images = db[IMAGE_COLLECTION]
 
     async def put(self, data: bytes, *, media_type: str, owner: str) -> str:
-        file_id = await self._bucket.upload_from_stream(
-            "image", data, metadata={"media_type": media_type, "owner": owner}
-        )
-        return str(file_id)
+        image_id = ObjectId()
+        await self._images.insert_one(image_document(image_id, data, media_type, owner))
+        return str(image_id)
 
-    async def get(self, file_id: str) -> bytes | None:
+    async def get(self, image_id: str) -> bytes | None:
         try:
-            stream = await self._bucket.open_download_stream(ObjectId(file_id))
-        except (NoFile, InvalidId):
+            document = await self._images.find_one({"_id": ObjectId(image_id)})
+        except InvalidId:
             return None
-        data: bytes = await stream.read()
-        return data
+        return None if document is None else bytes(document["data"])
 
-    async def delete(self, file_id: str) -> None:
+    async def delete(self, image_id: str) -> None:
         """Idempotent: an image already gone is fine (a retried delete, a purge)."""
-        with contextlib.suppress(NoFile, InvalidId):
-            await self._bucket.delete(ObjectId(file_id))
+        try:
+            await self._images.delete_one({"_id": ObjectId(image_id)})
+        except InvalidId:
+            return
