@@ -14,9 +14,7 @@ Needs the local stack (Kafka, FerretDB) and the asset cache; uses its own topics
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
-import io
 import os
 import platform
 import signal
@@ -37,7 +35,6 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from bson import ObjectId
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from PIL import Image
 
 from executor_service import decoding
 from executor_service.consumer import header_pairs
@@ -48,6 +45,7 @@ from inference_common.assets import AssetStore
 from inference_common.events import EventType, from_record, new_event, to_record
 from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_uri
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
+from inference_common.mnist import MNIST_IMAGES, read_digits
 from inference_common.mongo import sync_client
 
 IMAGE_FOR = {
@@ -124,11 +122,8 @@ def _image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
         path = IMAGE_FOR[name]
         return Path(path).name, store.path_of(path).read_bytes()
     # The MNIST models: the first t10k digit as a PNG, as a client would upload it.
-    raw = gzip.decompress(store.path_of("datasets/mnist/t10k-images-idx3-ubyte.gz").read_bytes())
-    buffer = io.BytesIO()
-    digit = np.frombuffer(raw, np.uint8, count=784, offset=16).reshape(28, 28)
-    Image.fromarray(digit, mode="L").save(buffer, "PNG")
-    return "mnist t10k #0 (PNG)", buffer.getvalue()
+    first = read_digits(store.path_of(MNIST_IMAGES), None, 1)[0]
+    return "mnist t10k #0 (PNG)", first.png()
 
 
 Loop = Callable[[LoadedModel, bytes, threading.Event], int]

@@ -7,15 +7,13 @@ directory given with `--images` replaces both, for every model.
 
 from __future__ import annotations
 
-import gzip
-import io
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from inference_common.assets import AssetStore, Manifest
+from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS, read_digits
 from simulator.resources import ImageSample, ModelInfo
 
 MEDIA_TYPES: Final = {
@@ -26,8 +24,6 @@ MEDIA_TYPES: Final = {
     ".gif": "image/gif",
     ".webp": "image/webp",
 }
-MNIST_IMAGES: Final = "datasets/mnist/t10k-images-idx3-ubyte.gz"
-MNIST_LABELS: Final = "datasets/mnist/t10k-labels-idx1-ubyte.gz"
 MNIST_SAMPLE_COUNT: Final = 20
 DIGITS: Final = tuple(str(d) for d in range(10))
 
@@ -80,28 +76,18 @@ def manifest_photos(store: AssetStore) -> list[ImageSample]:
 
 def mnist_digits(images_gz: Path, labels_gz: Path | None, count: int) -> list[ImageSample]:
     """The first `count` test digits as 28x28 grayscale PNGs, named after their label."""
-    from PIL import Image  # only runs that use digit models pay for the import
-
-    raw = gzip.decompress(images_gz.read_bytes())
-    magic, total, rows, cols = struct.unpack(">IIII", raw[:16])
-    if magic != 2051:
-        raise NoImages(f"{images_gz} is not an IDX3 image file (magic {magic})")
-    labels = _mnist_labels(labels_gz) if labels_gz is not None else b""
-    samples = []
-    for i in range(min(count, total)):
-        start = 16 + i * rows * cols
-        image = Image.frombytes("L", (cols, rows), raw[start : start + rows * cols])
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        label = f"-digit-{labels[i]}" if i < len(labels) else ""
-        samples.append(ImageSample(f"mnist-{i:04d}{label}.png", buffer.getvalue(), "image/png"))
-    return samples
-
-
-def _mnist_labels(labels_gz: Path) -> bytes:
-    raw = gzip.decompress(labels_gz.read_bytes())
-    magic, _ = struct.unpack(">II", raw[:8])
-    return raw[8:] if magic == 2049 else b""
+    try:
+        digits = read_digits(images_gz, labels_gz, count)
+    except ValueError as exc:
+        raise NoImages(str(exc)) from exc
+    return [
+        ImageSample(
+            f"mnist-{d.index:04d}{'' if d.label is None else f'-digit-{d.label}'}.png",
+            d.png(),
+            "image/png",
+        )
+        for d in digits
+    ]
 
 
 @dataclass(frozen=True)

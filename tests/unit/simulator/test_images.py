@@ -7,9 +7,8 @@ import pytest
 from PIL import Image
 
 from inference_common.assets import AssetStore, load_manifest
+from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS
 from simulator.images import (
-    MNIST_IMAGES,
-    MNIST_LABELS,
     NoImages,
     is_digit_model,
     load_directory,

@@ -6,20 +6,14 @@ test set, turned into PNG in memory. Whatever is not fetched yet is simply not o
 
 from __future__ import annotations
 
-import gzip
-import io
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from PIL import Image
-
 from inference_common.assets import Manifest, load_manifest
+from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS, read_digits
 from inference_common.settings import CommonSettings
 
-MNIST_IMAGES: Final = "datasets/mnist/t10k-images-idx3-ubyte.gz"
-MNIST_LABELS: Final = "datasets/mnist/t10k-labels-idx1-ubyte.gz"
 MNIST_SAMPLES: Final = 10
 MEDIA_TYPES: Final = {
     ".jpg": "image/jpeg",
@@ -69,15 +63,7 @@ def mnist_digits(manifest: Manifest, cache_dir: Path, count: int = MNIST_SAMPLES
     if not (images.is_file() and labels.is_file()):
         return []
     credit = next((f.credit for f in manifest.file if f.path == MNIST_IMAGES), None)
-    with gzip.open(images) as pixels, gzip.open(labels) as digits:
-        _, _, rows, cols = struct.unpack(">IIII", pixels.read(16))
-        digits.read(8)
-        samples = []
-        for number in range(count):
-            digit = digits.read(1)[0]
-            image = Image.frombytes("L", (cols, rows), pixels.read(rows * cols))
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            name = f"mnist-{number:02d}-digit-{digit}.png"
-            samples.append(Sample(name, buffer.getvalue(), "image/png", credit))
-    return samples
+    return [
+        Sample(f"mnist-{d.index:02d}-digit-{d.label}.png", d.png(), "image/png", credit)
+        for d in read_digits(images, labels, count)
+    ]
