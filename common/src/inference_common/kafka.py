@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from inference_common.settings import CommonSettings
@@ -67,3 +68,16 @@ def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:
         except Exception as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise RuntimeError(f"cannot create topic {name}: {exc}") from exc
+
+
+def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to `max_messages`: waits at most `timeout` for the first, then takes what is there.
+
+    librdkafka's consume(n, timeout) waits the whole timeout unless n messages arrive, which
+    adds that timeout to every event's latency at low load.
+    """
+    first: list[Message] = consumer.consume(1, timeout=timeout)
+    if not first or max_messages <= 1:
+        return first
+    rest: list[Message] = consumer.consume(max_messages - 1, timeout=0)
+    return first + rest

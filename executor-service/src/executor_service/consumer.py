@@ -38,6 +38,7 @@ from inference_common.events import (
     dead_letter_headers,
     from_record,
 )
+from inference_common.kafka import consume_available
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +131,11 @@ class ExecutorService:
         self._dispatch()
 
     def _fetch(self) -> list[Message]:
-        """Up to one batch: wait for the first message only, then take what is already here."""
-        first = self._consumer.consume(1, timeout=self._settings.executor_poll_timeout_s)
-        more = self._settings.executor_batch_size - 1
-        return first + self._consumer.consume(more, timeout=0) if first and more else first
+        return consume_available(
+            self._consumer,
+            self._settings.executor_batch_size,
+            self._settings.executor_poll_timeout_s,
+        )
 
     def _dispatch(self) -> None:
         while self._backlog and self._running < self._settings.max_in_flight:

@@ -27,7 +27,7 @@ from inference_service.storage.leases import LeaseStore
 from inference_service.workers.executions import ExecutionScheduler, RetryPolicy
 from inference_service.workers.folder import FolderConfig, ResultFolder
 from inference_service.workers.live import LiveEvents
-from inference_service.workers.relay import OutboxRelay, RelayConfig
+from inference_service.workers.relay import OutboxRelay, OutboxWrites, RelayConfig
 from inference_service.workers.settled import SettledJobs
 from inference_service.workers.sweeper import DeadlineSweeper
 
@@ -45,7 +45,7 @@ class Runtime:
         self.settings = settings
         self._catalog = ModelCatalog.load(settings.assets_manifest, settings.assets_cache_dir)
         self.schemas = EventSchemas(settings.openapi_dir / "asyncapi.yaml")
-        self.outbox_written = asyncio.Event()
+        self.outbox_writes = OutboxWrites()
         self.settled = SettledJobs()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -89,7 +89,7 @@ class Runtime:
         self._stop.clear()
         self._mongo = async_client(settings)
         db = self._mongo[settings.mongodb_database]
-        jobs = self.jobs = JobRepository(db, self.outbox_written.set)
+        jobs = self.jobs = JobRepository(db, self.outbox_writes)
         images = ImageStore(db)
         await jobs.ensure_indexes()
         self._service = JobService(
@@ -114,7 +114,7 @@ class Runtime:
         self._spawn("topics", self._ensure_topics)
         if settings.run_relay:
             self.relay = OutboxRelay(
-                jobs, images, LeaseStore(db), self._relay_config(), self.outbox_written
+                jobs, images, LeaseStore(db), self._relay_config(), self.outbox_writes
             )
             relay = self.relay
             self._spawn("outbox-relay", lambda: relay.run(self._stop))

@@ -31,7 +31,9 @@ class ServiceSettings(CommonSettings):
     max_attempts: int = Field(default=3, ge=1)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
-    relay_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # The recovery scan (written jobs are read by _id as they are written): every job is
+    # decoded on FerretDB, so not every second.
+    relay_poll_interval_seconds: float = Field(default=5.0, gt=0)
     relay_batch_size: int = Field(default=500, ge=1)
     relay_lease_seconds: float = Field(default=30.0, gt=0)
     # How long the producer keeps retrying one event before the relay tries it again later;

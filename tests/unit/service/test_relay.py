@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError
 
 from inference_service.domain import events
 from inference_service.domain.events import Channel
-from inference_service.workers.relay import OutboxRelay, RelayConfig
+from inference_service.workers.relay import OutboxRelay, OutboxWrites, RelayConfig
 
 JOB = "0123456789abcdef0123456789abcdef"
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -48,6 +48,10 @@ class FakeJobs:
         self.jobs = {job["_id"]: job for job in jobs}
         self.purged: list[str] = []
 
+    async def pending_outbox(self, job_id: str) -> dict[str, Any] | None:
+        job = self.jobs.get(job_id)
+        return job if job is not None and job["outbox_pending"] else None
+
     async def pending_outboxes(self, limit: int) -> list[dict[str, Any]]:
         return [job for job in self.jobs.values() if job["outbox_pending"]][:limit]
 
@@ -80,7 +84,7 @@ def relay_with(
         images or FakeImages(),  # type: ignore[arg-type]
         None,  # type: ignore[arg-type]
         config,
-        asyncio.Event(),
+        OutboxWrites(),
         producer_factory=lambda _config: producer,  # type: ignore[arg-type,return-value]
     )
     relay._producer = producer  # type: ignore[assignment]

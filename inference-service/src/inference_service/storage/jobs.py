@@ -76,7 +76,7 @@ class JobLocks:
 class JobRepository:
     """Reads and compare-and-set writes; a write that adds events also wakes the relay."""
 
-    def __init__(self, db: AsyncDatabase[Document], on_outbox_write: Callable[[], None]) -> None:
+    def __init__(self, db: AsyncDatabase[Document], on_outbox_write: Callable[[str], None]) -> None:
         self.collection: AsyncCollection[Document] = db["jobs"]
         self._on_outbox_write = on_outbox_write
         self._locks = JobLocks()
@@ -95,7 +95,7 @@ class JobRepository:
         """Raises DuplicateKeyError when the owner already used the idempotency key."""
         await self.collection.insert_one(job)
         if job["outbox"]:
-            self._on_outbox_write()
+            self._on_outbox_write(job["_id"])
 
     async def get(self, job_id: str, owner: str | None = None) -> Document | None:
         query: Document = {"_id": job_id, "deleted": False}
@@ -159,12 +159,19 @@ class JobRepository:
                 query, update, return_document=ReturnDocument.AFTER
             )
         if changed is not None and events:
-            self._on_outbox_write()
+            self._on_outbox_write(job_id)
         return changed
 
     # --- the outbox relay ---
 
+    async def pending_outbox(self, job_id: str) -> Document | None:
+        """One job's pending events, read by `_id`: the lookup FerretDB answers without a scan."""
+        return await self.collection.find_one(
+            {"_id": job_id, "outbox_pending": True}, {"outbox": 1, "deleted": 1, "image": 1}
+        )
+
     async def pending_outboxes(self, limit: int) -> list[Document]:
+        """Every job with pending events: a scan, for recovery (restarts, Kafka outages)."""
         cursor = self.collection.find(
             {"outbox_pending": True}, {"outbox": 1, "deleted": 1, "image": 1}
         ).limit(limit)

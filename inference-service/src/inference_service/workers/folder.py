@@ -27,6 +27,7 @@ from inference_common.events import (
     dead_letter_headers,
     from_record,
 )
+from inference_common.kafka import consume_available
 from inference_service.contracts import EventSchemas
 from inference_service.domain.clock import as_utc, now
 from inference_service.domain.lifecycle import ACTIVE, JobStatus
@@ -92,7 +93,7 @@ class ResultFolder:
         try:
             while not stop.is_set():
                 messages = await self._lane.call(
-                    consumer.consume, self.config.batch_size, self.config.poll_timeout
+                    consume_available, consumer, self.config.batch_size, self.config.poll_timeout
                 )
                 if messages:
                     await self._handle_batch(consumer, producer, messages, stop)

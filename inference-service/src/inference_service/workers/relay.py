@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,31 @@ class _Batch:
         return delivered
 
 
+class OutboxWrites:
+    """The jobs that got new outbox events since the relay last looked, and its wake-up.
+
+    The relay reads these by `_id`; a scan for every pending outbox (which FerretDB answers by
+    decoding every job) runs only once per poll interval, to recover what a restart or a Kafka
+    outage left behind.
+    """
+
+    def __init__(self) -> None:
+        self.wakeup = asyncio.Event()
+        self._jobs: dict[str, None] = {}  # insertion-ordered set
+
+    def __call__(self, job_id: str) -> None:
+        self._jobs[job_id] = None
+        self.wakeup.set()
+
+    def take(self, limit: int) -> list[str]:
+        taken = list(self._jobs)[:limit]
+        for job_id in taken:
+            del self._jobs[job_id]
+        if self._jobs:
+            self.wakeup.set()  # more than one batch was written: come straight back
+        return taken
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -65,7 +91,7 @@ class OutboxRelay:
         images: ImageStore,
         leases: LeaseStore,
         config: RelayConfig,
-        wakeup: asyncio.Event,
+        writes: OutboxWrites,
         *,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
     ) -> None:
@@ -73,7 +99,8 @@ class OutboxRelay:
         self.images = images
         self.leases = leases
         self.config = config
-        self.wakeup = wakeup
+        self.writes = writes
+        self._scanned_at = float("-inf")
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._producer_factory = producer_factory
         self._producer: Producer | None = None
@@ -85,7 +112,7 @@ class OutboxRelay:
         try:
             while not stop.is_set():
                 # Clear before draining: a write during the drain wakes the next round at once.
-                self.wakeup.clear()
+                self.writes.wakeup.clear()
                 full = False
                 try:
                     if await self.leases.acquire(
@@ -99,7 +126,7 @@ class OutboxRelay:
                     await _sleep_or_stop(stop, self.config.poll_interval)
                     continue
                 if not full:
-                    await _wait_any(stop, self.wakeup, self.config.poll_interval)
+                    await _wait_any(stop, self.writes.wakeup, self.config.poll_interval)
         finally:
             await self._close()
 
@@ -107,7 +134,7 @@ class OutboxRelay:
         """Publish one batch of pending outboxes; returns how many jobs it looked at."""
         producer = self._producer
         assert producer is not None, "run() creates the producer"
-        pending = await self.jobs.pending_outboxes(self.config.batch_size)
+        pending = await self._pending()
         if not pending:
             return 0
         batch = _Batch()
@@ -118,6 +145,17 @@ class OutboxRelay:
         for job in pending:
             await self._settle(job, batch)
         return len(pending)
+
+    async def _pending(self) -> list[Document]:
+        now = time.monotonic()
+        if now - self._scanned_at >= self.config.poll_interval:
+            self._scanned_at = now
+            return await self.jobs.pending_outboxes(self.config.batch_size)
+        found = [
+            await self.jobs.pending_outbox(job_id)
+            for job_id in self.writes.take(self.config.batch_size)
+        ]
+        return [job for job in found if job is not None]
 
     async def _produce(self, producer: Producer, batch: _Batch, event: OutboxEvent) -> None:
         record = to_record(event.cloudevent())
