@@ -26,15 +26,14 @@ from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
 from inference_common.events import InvalidEvent, from_record
+from inference_common.image_files import IMAGE_MEDIA_TYPES
 from simulator.client import ApiError, ApiFailure, ApiUnreachable
-from simulator.images import MEDIA_TYPES
 from simulator.resources import ImageSample, Job, UnexpectedResponse
 from simulator.sse import ServerSentEvent
 from simulator.traffic import STRUCTURED, CompletionSignals, settled_job_id, wait_at_most
 
 DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
 # Suffixes a batch picks up: the simulator's image types, plus TIFF (the API takes it too).
-BATCH_MEDIA_TYPES: Final = {**MEDIA_TYPES, ".tif": "image/tiff", ".tiff": "image/tiff"}
 # Statuses of rows that are not jobs: the API refused the file, or it could not be read.
 REJECTED: Final = "REJECTED"
 UNREADABLE: Final = "UNREADABLE"
@@ -176,7 +175,7 @@ class BatchFile:
 
     @property
     def media_type(self) -> str:
-        return BATCH_MEDIA_TYPES[self.path.suffix.lower()]
+        return IMAGE_MEDIA_TYPES[self.path.suffix.lower()]
 
 
 def find_files(directory: Path, *, recursive: bool = False) -> list[BatchFile]:
@@ -187,7 +186,7 @@ def find_files(directory: Path, *, recursive: bool = False) -> list[BatchFile]:
         for path in sorted(candidates)
         if path.is_file()
         and not path.name.startswith(".")
-        and path.suffix.lower() in BATCH_MEDIA_TYPES
+        and path.suffix.lower() in IMAGE_MEDIA_TYPES
     ]
 
 

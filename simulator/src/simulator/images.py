@@ -13,27 +13,16 @@ from pathlib import Path
 from typing import Final
 
 from inference_common.assets import AssetStore, Manifest
+from inference_common.image_files import IMAGE_MEDIA_TYPES, image_media_type
 from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS, read_digits
 from simulator.resources import ImageSample, ModelInfo
 
-MEDIA_TYPES: Final = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".bmp": "image/bmp",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-}
 MNIST_SAMPLE_COUNT: Final = 20
 DIGITS: Final = tuple(str(d) for d in range(10))
 
 
 class NoImages(RuntimeError):
     """The images a run needs are not there; the message says how to get them."""
-
-
-def media_type_of(path: Path) -> str | None:
-    return MEDIA_TYPES.get(path.suffix.lower())
 
 
 def load_directory(directory: Path) -> list[ImageSample]:
@@ -43,10 +32,10 @@ def load_directory(directory: Path) -> list[ImageSample]:
     samples = [
         ImageSample(path.name, path.read_bytes(), media_type)
         for path in sorted(directory.iterdir())
-        if path.is_file() and (media_type := media_type_of(path)) is not None
+        if path.is_file() and (media_type := image_media_type(path)) is not None
     ]
     if not samples:
-        suffixes = ", ".join(sorted(MEDIA_TYPES))
+        suffixes = ", ".join(sorted(IMAGE_MEDIA_TYPES))
         raise NoImages(f"no images ({suffixes}) in {directory}")
     return samples
 
@@ -70,7 +59,9 @@ def manifest_photos(store: AssetStore) -> list[ImageSample]:
             path = store.path_of(asset.path)
         except FileNotFoundError as exc:
             raise NoImages(str(exc)) from exc
-        samples.append(ImageSample(path.name, path.read_bytes(), media_type_of(path) or "image/*"))
+        samples.append(
+            ImageSample(path.name, path.read_bytes(), image_media_type(path) or "image/*")
+        )
     return samples
 
 

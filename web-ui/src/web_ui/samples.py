@@ -11,20 +11,11 @@ from pathlib import Path
 from typing import Final
 
 from inference_common.assets import Manifest, load_manifest
+from inference_common.image_files import image_media_type
 from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS, read_digits
 from inference_common.settings import CommonSettings
 
 MNIST_SAMPLES: Final = 10
-MEDIA_TYPES: Final = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".bmp": "image/bmp",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".tif": "image/tiff",
-    ".tiff": "image/tiff",
-}
 
 
 @dataclass(frozen=True)
@@ -36,7 +27,7 @@ class Sample:
 
 
 def media_type_of(filename: str, fallback: str = "application/octet-stream") -> str:
-    return MEDIA_TYPES.get(Path(filename).suffix.lower(), fallback)
+    return image_media_type(filename) or fallback
 
 
 def bundled_samples(settings: CommonSettings | None = None) -> list[Sample]:
