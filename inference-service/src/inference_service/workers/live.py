@@ -20,6 +20,7 @@ from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from inference_common.events import Envelope, EventType, InvalidEvent, to_envelope
+from inference_common.kafka import consume_available
 from inference_service.workers.folder import header_pairs
 from inference_service.workers.kafka_io import BlockingLane
 
@@ -140,7 +141,8 @@ class LiveEvents:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 2.0)
             while not stop.is_set():
-                messages = await self._lane.call(consumer.consume, 500, 0.5)
+                # Each message as it comes: a batch waits, and mixes the two topics' order.
+                messages = await self._lane.call(consume_available, consumer, 500, 0.5)
                 for message in messages:
                     await self._dispatch(message)
         finally:
