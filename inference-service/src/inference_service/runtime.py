@@ -22,7 +22,7 @@ from inference_service.domain.events import Channel
 from inference_service.service import JobService, Limits
 from inference_service.settings import ServiceSettings
 from inference_service.storage.images import ImageStore
-from inference_service.storage.jobs import JobRepository
+from inference_service.storage.jobs import JobRepository, is_ferretdb
 from inference_service.storage.leases import LeaseStore
 from inference_service.workers.executions import ExecutionScheduler, RetryPolicy
 from inference_service.workers.folder import FolderConfig, ResultFolder
@@ -89,7 +89,10 @@ class Runtime:
         self._stop.clear()
         self._mongo = async_client(settings)
         db = self._mongo[settings.mongodb_database]
-        jobs = self.jobs = JobRepository(db, self.outbox_writes)
+        ferretdb = await is_ferretdb(db)
+        if ferretdb:
+            log.info("FerretDB: job writes are checked in this process; run one replica")
+        jobs = self.jobs = JobRepository(db, self.outbox_writes, check_in_process=ferretdb)
         images = ImageStore(db)
         await jobs.ensure_indexes()
         self._service = JobService(

@@ -184,7 +184,6 @@ class ResultFolder:
 
     def _base(self, envelope: Envelope, statuses: frozenset[JobStatus]) -> dict[str, Any]:
         return {
-            "_id": envelope.subject,
             "deleted": False,
             "status": {"$in": sorted(s.value for s in statuses)},
             "applied_events": {"$ne": envelope.id},
@@ -192,7 +191,7 @@ class ResultFolder:
 
     async def _started(self, envelope: Envelope) -> bool:
         data = envelope.data
-        query = {
+        conditions = {
             **self._base(envelope, frozenset({JobStatus.QUEUED})),
             # Only the current execution: a late start of an abandoned attempt means nothing.
             "execution_id": data["execution_id"],
@@ -206,11 +205,11 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(query, update)
+        return await self.jobs.fold(envelope.subject, conditions, update)
 
     async def _completed(self, envelope: Envelope) -> bool:
         data = envelope.data
-        query = {
+        conditions = {
             **self._base(envelope, ACTIVE),
             # Any attempt of this job may deliver the answer, even one given up on.
             "execution_ids": data["execution_id"],
@@ -233,7 +232,7 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(query, update)
+        return await self.jobs.fold(envelope.subject, conditions, update)
 
     async def _failed(self, envelope: Envelope) -> bool:
         data = envelope.data
@@ -250,7 +249,7 @@ class ResultFolder:
                 where={"applied_events": {"$ne": envelope.id}},
                 push={"applied_events": envelope.id},
             )
-        query = {**self._base(envelope, ACTIVE), "execution_id": data["execution_id"]}
+        conditions = {**self._base(envelope, ACTIVE), "execution_id": data["execution_id"]}
         update = {
             "$set": {
                 "status": JobStatus.FAILED.value,
@@ -260,7 +259,7 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(query, update)
+        return await self.jobs.fold(envelope.subject, conditions, update)
 
     async def _dead_letter(self, producer: Producer, message: Message, error: str) -> None:
         log.warning("dead-lettering %s: %s", _where(message), error)
