@@ -11,18 +11,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
-
 from inference_common.tracecontext import child_traceparent
 from inference_service.domain import events
 from inference_service.domain.catalog import ModelCatalog
-from inference_service.domain.clock import now
+from inference_service.domain.clock import as_utc, now
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import Execution, OutboxEvent
 from inference_service.domain.images import inspect_image
 from inference_service.domain.jobs import (
     ImageInfo,
-    idempotency_slot,
     new_job_document,
     new_job_id,
     request_fingerprint,
@@ -40,6 +37,8 @@ from inference_service.storage.jobs import Document, JobFilter, JobRepository
 
 # A compare-and-set that lost a race re-reads and tries again; more than this is a bug.
 _CAS_ATTEMPTS = 3
+# A claimed Idempotency-Key whose job is still not written after this was abandoned.
+_KEY_CLAIM_TIMEOUT = timedelta(seconds=30)
 
 
 class JobNotFound(LookupError):
@@ -51,6 +50,13 @@ class JobNotFound(LookupError):
 class IdempotencyKeyReused(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(f"the Idempotency-Key {key!r} was already used for a different request")
+
+
+class IdempotentRequestInProgress(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"a request with the Idempotency-Key {key!r} is still being processed; retry shortly"
+        )
 
 
 class ExecuteNeedsImage(ValueError):
@@ -159,12 +165,34 @@ class JobService:
         fingerprint = request_fingerprint(
             request.name, request.model, options, info.sha256 if info else None, request.execute
         )
-        if request.idempotency_key is not None:
+        job_id = new_job_id()
+        key = request.idempotency_key
+        if key is not None:
             earlier = await self._earlier(request, fingerprint)
             if earlier is not None:
                 return earlier, False
+            if not await self.jobs.claim_key(request.owner, key, job_id, now()):
+                # A concurrent request with the same key claimed it first.
+                earlier = await self._earlier(request, fingerprint)
+                if earlier is None:
+                    raise IdempotentRequestInProgress(key)
+                return earlier, False
+        try:
+            return await self._create(request, job_id, options, info, fingerprint), True
+        except BaseException:
+            if key is not None:
+                await self.jobs.release_key(request.owner, key, job_id)
+            raise
 
-        job_id = new_job_id()
+    async def _create(
+        self,
+        request: NewJob,
+        job_id: str,
+        options: dict[str, Any],
+        info: ImageInfo | None,
+        fingerprint: str,
+    ) -> Document:
+        entry = self.catalog.get(request.model)
         image = None
         if info is not None and request.image is not None:
             file_id = await self.images.put(
@@ -196,24 +224,29 @@ class JobService:
         job["outbox_pending"] = True
         try:
             await self.jobs.insert(job)
-        except DuplicateKeyError:
-            # A concurrent retry with the same key won the insert: answer with its job.
+        except BaseException:
             if image is not None:
                 await self.images.delete(image["file_id"])
-            earlier = await self._earlier(request, fingerprint)
-            if earlier is None:
-                raise
-            return earlier, False
-        return job, True
+            raise
+        return job
 
     async def _earlier(self, request: NewJob, fingerprint: str) -> Document | None:
-        assert request.idempotency_key is not None
-        slot = idempotency_slot("", request.idempotency_key)
-        earlier = await self.jobs.find_by_idempotency_slot(request.owner, slot)
+        """The job an earlier request with this key created; None when the key is free."""
+        key = request.idempotency_key
+        assert key is not None
+        holder = await self.jobs.key_holder(request.owner, key)
+        if holder is None:
+            return None
+        earlier = await self.jobs.get(holder["job_id"], request.owner)
         if earlier is None:
+            # Claimed, but the job is not written yet (a request in flight) or never will be
+            # (that request's process died): free the key once the second is likely.
+            if now() - as_utc(holder["at"]) < _KEY_CLAIM_TIMEOUT:
+                raise IdempotentRequestInProgress(key)
+            await self.jobs.release_key(request.owner, key, holder["job_id"])
             return None
         if earlier.get("fingerprint") != fingerprint:
-            raise IdempotencyKeyReused(request.idempotency_key)
+            raise IdempotencyKeyReused(key)
         return earlier
 
     async def put_image(self, owner: str, job_id: str, data: bytes) -> Document:
@@ -294,8 +327,6 @@ class JobService:
                 "deleted": True,
                 "updated_at": at,
                 "deadline": None,
-                # Frees the client's Idempotency-Key for a new job.
-                "idem": idempotency_slot(job_id, None),
             }
             if status in CANCELLABLE and status is not JobStatus.NEW:
                 outbox.append(events.cancelled(job_id, "the job was deleted", at, trace))
@@ -307,6 +338,8 @@ class JobService:
             if changed is not None:
                 if job.get("image"):
                     await self.images.delete(job["image"]["file_id"])
+                if job.get("idempotency_key") is not None:  # free for a new job
+                    await self.jobs.release_key(owner, job["idempotency_key"], job_id)
                 return
         raise RuntimeError(f"job {job_id}: kept changing under us")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from inference_common.image_refs import IMAGE_COLLECTION
+from inference_service.storage.jobs import key_id
 from tests.integration.service.harness import (
     RunningService,
     TopicReader,
@@ -20,6 +21,7 @@ from tests.integration.service.harness import (
 )
 
 pytestmark = pytest.mark.integration
+HOUR = timedelta(hours=1)
 
 
 def test_a_retry_with_the_same_key_returns_the_same_job(
@@ -61,6 +63,27 @@ def test_a_deleted_job_frees_its_key(service: RunningService) -> None:
     assert service.client.delete(f"/jobs/{first['id']}").status_code == 204
     second = post_job(service.client, headers=key)
     assert second.status_code == 201 and second.json()["id"] != first["id"]
+
+
+def test_a_key_claimed_by_a_request_in_flight(service: RunningService) -> None:
+    """A key held by a create that has not written its job yet: 409 while that request may
+    still finish; once the claim is old (that process died), the key is free again."""
+    mongo, jobs = jobs_in_db(service.settings)
+    keys = mongo[service.settings.mongodb_database]["idempotency_keys"]
+    try:
+        claim = {"_id": key_id("anonymous", "in-flight"), "job_id": "not-written-yet"}
+        keys.insert_one({**claim, "at": datetime.now(UTC)})
+        in_flight = post_job(service.client, headers={"Idempotency-Key": "in-flight"})
+        assert_problem(in_flight, 409, "idempotency-key-in-progress")
+
+        keys.update_one({"_id": claim["_id"]}, {"$set": {"at": datetime.now(UTC) - HOUR}})
+        created = post_job(service.client, headers={"Idempotency-Key": "in-flight"})
+        assert created.status_code == 201
+        held = keys.find_one({"_id": claim["_id"]})
+        assert held is not None and held["job_id"] == created.json()["id"]
+        assert jobs.count_documents({}) == 1
+    finally:
+        mongo.close()
 
 
 def test_pages_cover_every_job_once_newest_first(service: RunningService) -> None:

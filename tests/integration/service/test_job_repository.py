@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,6 +16,7 @@ from inference_service.storage.jobs import JobRepository, is_ferretdb
 from tests.conftest import load_localstack
 
 pytestmark = pytest.mark.integration
+HOUR = timedelta(hours=1)
 
 
 def run(
@@ -111,3 +113,33 @@ def test_detects_the_local_stacks_ferretdb(settings: CommonSettings) -> None:
             await client.close()
 
     assert asyncio.run(main())
+
+
+@pytest.mark.parametrize("check_in_process", [True, False], ids=["in-process", "in-filter"])
+def test_open_jobs_for_the_relay_and_the_sweeper(
+    settings: CommonSettings, check_in_process: bool
+) -> None:
+    """On FerretDB these come from the repository's own writes after one scan at start."""
+
+    async def scenario(jobs: JobRepository) -> None:
+        at = datetime.now(UTC)
+        event = {"id": "e1"}
+        await jobs.insert(job("a", outbox=[event], outbox_pending=True, deadline=at - HOUR))
+        await jobs.insert(job("b", deadline=at + HOUR))
+        await jobs.insert(job("c", status="DONE", deadline=None))
+        assert [j["_id"] for j in await jobs.pending_outboxes(10)] == ["a"]
+        assert [j["_id"] for j in await jobs.overdue(at, 10)] == ["a"]
+
+        await jobs.fold("a", {"deleted": False}, {"$set": {"status": "DONE", "deadline": None}})
+        assert await jobs.overdue(at, 10) == []
+        await jobs.remove_delivered("a", [event])
+        assert await jobs.pending_outboxes(10) == []
+
+        # A restarted service (a new repository) finds the open jobs again.
+        restarted = JobRepository(
+            jobs.collection.database, lambda _id: None, check_in_process=check_in_process
+        )
+        assert [j["_id"] for j in await restarted.overdue(at + 2 * HOUR, 10)] == ["b"]
+        assert await restarted.pending_outboxes(10) == []
+
+    run(settings, check_in_process, scenario)

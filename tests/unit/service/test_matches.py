@@ -14,6 +14,7 @@ JOB = {
     "applied_events": ["ev1"],
     "image": {"file_id": "f1"},
     "outbox": [],
+    "attempt": 2,
 }
 
 
@@ -37,6 +38,9 @@ JOB = {
         ({"outbox": {"$size": 0}}, True),
         ({"applied_events": {"$size": 0}}, False),
         ({"status": "QUEUED", "deleted": True}, False),  # every condition must hold
+        ({"attempt": {"$lt": 3}}, True),
+        ({"attempt": {"$lt": 2}}, False),
+        ({"deadline": {"$lt": 3}}, False),  # a missing field is never less than anything
     ],
 )
 def test_conditions(conditions: dict[str, object], expected: bool) -> None:

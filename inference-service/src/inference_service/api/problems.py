@@ -21,6 +21,7 @@ from inference_service.domain.lifecycle import IllegalTransition, JobStatus
 from inference_service.service import (
     ExecuteNeedsImage,
     IdempotencyKeyReused,
+    IdempotentRequestInProgress,
     JobNotFound,
     NoResult,
 )
@@ -245,6 +246,7 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (InvalidImage, _invalid_image),
     (InvalidCursor, _simple(400, "invalid-cursor", _field_error(parameter="cursor"))),
     (IdempotencyKeyReused, _simple(422, "idempotency-key-reused")),
+    (IdempotentRequestInProgress, _simple(409, "idempotency-key-in-progress")),
     (ExecuteNeedsImage, _simple(422, "execute-needs-image", _field_error(pointer="/execute"))),
     (NoResult, _no_result),
     (ClassificationFailed, _classify_failed),

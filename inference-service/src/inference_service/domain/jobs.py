@@ -40,15 +40,6 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def idempotency_slot(job_id: str, key: str | None) -> str:
-    """Every job fills the unique (owner, idem) index: a client's key, or its own id.
-
-    A plain unique index then works on MongoDB and FerretDB alike (no partial or sparse
-    index needed), and a client key can never collide with a job id.
-    """
-    return f"k:{key}" if key is not None else f"j:{job_id}"
-
-
 def request_fingerprint(
     name: str, model: str, options: dict[str, Any], sha256: str | None, execute: bool
 ) -> str:
@@ -92,7 +83,7 @@ def new_job_document(
         "error": None,
         "result": None,
         "traceparent": traceparent,
-        "idem": idempotency_slot(job_id, idempotency_key),
+        "idempotency_key": idempotency_key,
         "fingerprint": fingerprint,
         "deleted": False,
         "outbox": [],

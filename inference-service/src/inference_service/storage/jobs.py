@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import zlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from typing import Any, Final
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
@@ -23,7 +25,6 @@ INDEXES = [
     IndexModel([("owner", ASCENDING), ("created_at", DESCENDING), ("_id", DESCENDING)]),
     IndexModel([("owner", ASCENDING), ("status", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("owner", ASCENDING), ("model", ASCENDING), ("created_at", DESCENDING)]),
-    IndexModel([("owner", ASCENDING), ("idem", ASCENDING)], unique=True, name="owner_idem"),
     IndexModel([("outbox_pending", ASCENDING)]),
     IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
 ]
@@ -62,7 +63,7 @@ async def is_ferretdb(db: AsyncDatabase[Document]) -> bool:
 def matches(document: Mapping[str, Any], conditions: Mapping[str, Any]) -> bool:
     """The part of MongoDB's query language this repository's writes use, evaluated here:
     equality (an array matches when it holds the value; None matches a missing field), `$in`,
-    `$ne` and `$size`, on dotted paths."""
+    `$ne`, `$size` and `$lt`, on dotted paths."""
     return all(_match(_lookup(document, path), cond) for path, cond in conditions.items())
 
 
@@ -89,7 +90,12 @@ _OPERATORS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "$in": lambda value, options: any(_equals(value, option) for option in options),
     "$ne": lambda value, other: not _equals(value, other),
     "$size": lambda value, size: isinstance(value, list) and len(value) == size,
+    "$lt": lambda value, bound: value is not None and value < bound,
 }
+
+
+def key_id(owner: str, key: str) -> str:
+    return hashlib.sha256(f"{owner}\0{key}".encode()).hexdigest()
 
 
 class JobLocks:
@@ -110,6 +116,41 @@ class JobLocks:
         return self._stripes[zlib.crc32(job_id.encode()) % len(self._stripes)]
 
 
+_OVERDUE_STATUSES: Final = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+def _overdue_query(at: datetime) -> Document:
+    return {"status": {"$in": list(_OVERDUE_STATUSES)}, "deadline": {"$lt": at}, "deleted": False}
+
+
+class OpenJobs:
+    """Which jobs have events to publish and which have a deadline, kept from this process's
+    own writes: the FerretDB stand-in for the indexes on `outbox_pending` and `deadline`,
+    which FerretDB 1.24 creates but does not use (each such query decodes every job). One
+    scan fills it at start; the job service runs as one replica on FerretDB anyway."""
+
+    def __init__(self) -> None:
+        self.pending: set[str] = set()
+        self.deadlines: dict[str, datetime] = {}
+        self.filled = False
+
+    def track(self, job: Mapping[str, Any]) -> None:
+        job_id = str(job["_id"])
+        if job.get("outbox_pending"):
+            self.pending.add(job_id)
+        else:
+            self.pending.discard(job_id)
+        waiting = job.get("status") in _OVERDUE_STATUSES and not job.get("deleted")
+        if waiting and job.get("deadline") is not None:
+            self.deadlines[job_id] = job["deadline"]
+        else:
+            self.deadlines.pop(job_id, None)
+
+    def forget(self, job_id: str) -> None:
+        self.pending.discard(job_id)
+        self.deadlines.pop(job_id, None)
+
+
 class JobRepository:
     """Reads and compare-and-set writes; a write that adds events also wakes the relay.
 
@@ -128,9 +169,12 @@ class JobRepository:
         check_in_process: bool,
     ) -> None:
         self.collection: AsyncCollection[Document] = db["jobs"]
+        # Idempotency-Key -> job, one document per key, found by `_id` like everything else.
+        self.keys: AsyncCollection[Document] = db["idempotency_keys"]
         self._on_outbox_write = on_outbox_write
         self._locks = JobLocks()
         self._check_in_process = check_in_process
+        self._open = OpenJobs() if check_in_process else None
 
     async def ensure_indexes(self) -> None:
         """Only the missing ones, one at a time: FerretDB 1.24 drops the connection (a panic
@@ -143,8 +187,8 @@ class JobRepository:
     # --- the API's reads and writes ---
 
     async def insert(self, job: Document) -> None:
-        """Raises DuplicateKeyError when the owner already used the idempotency key."""
         await self.collection.insert_one(job)
+        self._track(job)
         if job["outbox"]:
             self._on_outbox_write(job["_id"])
 
@@ -154,10 +198,28 @@ class JobRepository:
             return None
         return job
 
-    async def find_by_idempotency_slot(self, owner: str, slot: str) -> Document | None:
-        return await self.collection.find_one(
-            {"owner": owner, "idem": slot}, {"outbox": 0, "applied_events": 0}
-        )
+    # --- idempotency keys: reserved before the job is written, released when it is deleted ---
+
+    async def key_holder(self, owner: str, key: str) -> Document | None:
+        """`{job_id, at}` of the job that holds the owner's key, or None."""
+        return await self.keys.find_one({"_id": key_id(owner, key)})
+
+    async def claim_key(self, owner: str, key: str, job_id: str, at: datetime) -> bool:
+        """Reserve the key for `job_id`; False when another request holds it (a unique `_id`,
+        so this holds across replicas)."""
+        try:
+            await self.keys.insert_one({"_id": key_id(owner, key), "job_id": job_id, "at": at})
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def release_key(self, owner: str, key: str, job_id: str) -> None:
+        """Free the key if `job_id` still holds it."""
+        slot = key_id(owner, key)
+        held = {"job_id": job_id}
+        async with self._locks(slot):
+            if await self._holds(slot, held, self.keys):
+                await self.keys.delete_one(self._filter(slot, held))
 
     async def page(
         self, owner: str, where: JobFilter, after: Cursor | None, limit: int
@@ -211,6 +273,7 @@ class JobRepository:
             changed = await self.collection.find_one_and_update(
                 self._filter(job_id, conditions), update, return_document=ReturnDocument.AFTER
             )
+            self._track(changed)
         if changed is not None and events:
             self._on_outbox_write(job_id)
         return changed
@@ -225,11 +288,21 @@ class JobRepository:
         return job if job is not None and job["outbox_pending"] else None
 
     async def pending_outboxes(self, limit: int) -> list[Document]:
-        """Every job with pending events: a scan, for recovery (restarts, Kafka outages)."""
-        cursor = self.collection.find(
-            {"outbox_pending": True}, {"outbox": 1, "deleted": 1, "image": 1}
-        ).limit(limit)
-        return [job async for job in cursor]
+        """Jobs with pending events, for recovery (restarts, Kafka outages)."""
+        if self._open is None:
+            cursor = self.collection.find(
+                {"outbox_pending": True}, {"outbox": 1, "deleted": 1, "image": 1}
+            ).limit(limit)
+            return [job async for job in cursor]
+        await self._fill_open_jobs()
+        found = []
+        for job_id in sorted(self._open.pending)[:limit]:
+            job = await self.pending_outbox(job_id)
+            if job is None:
+                self._open.pending.discard(job_id)  # settled since; the entry was stale
+            else:
+                found.append(job)
+        return found
 
     async def remove_delivered(self, job_id: str, delivered: list[Document]) -> None:
         """Drop exactly the delivered entries; the flag clears only if nothing new arrived."""
@@ -237,8 +310,12 @@ class JobRepository:
         async with self._locks(job_id):
             await self.collection.update_one({"_id": job_id}, {"$pullAll": {"outbox": delivered}})
             if await self._holds(job_id, emptied):
-                await self.collection.update_one(
-                    self._filter(job_id, emptied), {"$set": {"outbox_pending": False}}
+                self._track(
+                    await self.collection.find_one_and_update(
+                        self._filter(job_id, emptied),
+                        {"$set": {"outbox_pending": False}},
+                        return_document=ReturnDocument.AFTER,
+                    )
                 )
 
     async def purge_deleted(self, job_id: str) -> Document | None:
@@ -247,7 +324,10 @@ class JobRepository:
         async with self._locks(job_id):
             if not await self._holds(job_id, settled):
                 return None
-            return await self.collection.find_one_and_delete(self._filter(job_id, settled))
+            purged = await self.collection.find_one_and_delete(self._filter(job_id, settled))
+        if self._open is not None:
+            self._open.forget(job_id)
+        return purged
 
     # --- the result folder and the sweeper ---
 
@@ -257,30 +337,61 @@ class JobRepository:
         async with self._locks(job_id):
             if not await self._holds(job_id, conditions):
                 return False
-            result = await self.collection.update_one(
-                self._filter(job_id, conditions), dict(update)
+            folded = await self.collection.find_one_and_update(
+                self._filter(job_id, conditions), dict(update), return_document=ReturnDocument.AFTER
             )
-        return result.modified_count == 1
+            self._track(folded)
+        return folded is not None
 
     # --- compare-and-set, by `_id` alone on FerretDB ---
 
-    async def _holds(self, job_id: str, conditions: Mapping[str, Any]) -> bool:
+    async def _holds(
+        self,
+        job_id: str,
+        conditions: Mapping[str, Any],
+        collection: AsyncCollection[Document] | None = None,
+    ) -> bool:
         """Call under the job's lock. On MongoDB the write's filter does the checking."""
         if not self._check_in_process:
             return True
-        current = await self.collection.find_one({"_id": job_id})
+        current = await (collection if collection is not None else self.collection).find_one(
+            {"_id": job_id}
+        )
         return current is not None and matches(current, conditions)
 
     def _filter(self, job_id: str, conditions: Mapping[str, Any]) -> Document:
         return {"_id": job_id} if self._check_in_process else {"_id": job_id, **conditions}
 
     async def overdue(self, at: datetime, limit: int) -> list[Document]:
-        cursor = self.collection.find(
-            {
-                "status": {"$in": [JobStatus.QUEUED.value, JobStatus.RUNNING.value]},
-                "deadline": {"$lt": at},
-                "deleted": False,
-            },
-            {"outbox": 0, "applied_events": 0},
-        ).limit(limit)
-        return [job async for job in cursor]
+        projection = {"outbox": 0, "applied_events": 0}
+        if self._open is None:
+            cursor = self.collection.find(_overdue_query(at), projection).limit(limit)
+            return [job async for job in cursor]
+        await self._fill_open_jobs()
+        due = [job_id for job_id, deadline in self._open.deadlines.items() if deadline < at]
+        found = []
+        for job_id in due[:limit]:
+            job = await self.collection.find_one({"_id": job_id}, projection)
+            if job is None:
+                self._open.forget(job_id)
+                continue
+            self._open.track(job)  # the stored state wins over what was tracked
+            if matches(job, _overdue_query(at)):
+                found.append(job)
+        return found
+
+    # --- FerretDB: the open jobs, from this process's writes ---
+
+    async def _fill_open_jobs(self) -> None:
+        """Once: every job with pending events or a deadline (a scan)."""
+        if self._open is None or self._open.filled:
+            return
+        query = {"$or": [{"outbox_pending": True}, {"deadline": {"$ne": None}}]}
+        fields = {"outbox_pending": 1, "deadline": 1, "status": 1, "deleted": 1}
+        async for job in self.collection.find(query, fields):
+            self._open.track(job)
+        self._open.filled = True
+
+    def _track(self, job: Mapping[str, Any] | None) -> None:
+        if self._open is not None and job is not None:
+            self._open.track(job)
