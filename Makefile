@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch web-ui bench clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch web-ui bench bench-executor clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -51,6 +51,12 @@ web-ui:  ## the Streamlit page at http://127.0.0.1:8501 (the API at API_URL, def
 
 watch:  ## the event log, human-readable, from the beginning
 	$(RUN) simulator watch --from-beginning
+
+bench: serve  ## benchmark (not a test): the pipeline end to end against the bare model
+	$(RUN) simulator bench --write docs/benchmarks.md
+
+bench-executor: assets up  ## benchmark: the executor alone, from Kafka to result events
+	$(RUN) python -m executor_service.bench --seconds 5
 
 lint: install
 	$(RUN) ruff check .

@@ -47,6 +47,7 @@ from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
 from inference_common.mnist import MNIST_IMAGES, read_digits
 from inference_common.mongo import sync_client
+from inference_common.processes import cpu_seconds, listening_pids, port_of
 
 IMAGE_FOR = {
     "mobilenet-v2-imagenet-quant": "images/cat_720p.jpg",
@@ -99,22 +100,33 @@ def _machine(workers: int, threads: int, settings: ExecutorSettings) -> str:
 def _bench_model(
     name: str, store: AssetStore, settings: ExecutorSettings, seconds: float
 ) -> Figures:
-    spec = store.manifest.model_spec(name)
-    workers, threads = settings.executor_workers, settings.executor_interpreter_threads
-    models = [load_model(spec, store, threads) for _ in range(workers)]
     image_name, data = _image_for(name, store)
-    ceiling = _rate(models, _invoke_loop(store, threads), data, seconds)
-    in_process = _rate(models, _pipeline_loop(settings), data, seconds)
+    ceiling, in_process = model_rates(name, store, settings, data, seconds)
     jobs = min(MAX_JOBS, max(200, int(in_process * seconds)))
     database = f"bench_{uuid.uuid4().hex[:8]}"
     try:
         run_settings = settings.model_copy(update={"mongodb_database": database})
-        executor, cpu_ms = _executor_rate(run_settings, name, spec.task, data, jobs)
+        executor, cpu_ms = _executor_rate(
+            run_settings, name, store.manifest.model_spec(name).task, data, jobs
+        )
     finally:
         client = sync_client(settings)
         client.drop_database(database)
         client.close()
     return Figures(name, image_name, ceiling, in_process, executor, jobs, cpu_ms)
+
+
+def model_rates(
+    name: str, store: AssetStore, settings: ExecutorSettings, data: bytes, seconds: float
+) -> tuple[float, float]:
+    """The ceiling (bare invokes/s) and the in-process rate (jobs/s on `data`), each with one
+    thread per executor worker at the executor's interpreter threads."""
+    spec = store.manifest.model_spec(name)
+    workers, threads = settings.executor_workers, settings.executor_interpreter_threads
+    models = [load_model(spec, store, threads) for _ in range(workers)]
+    ceiling = _rate(models, _invoke_loop(store, threads), data, seconds)
+    in_process = _rate(models, _pipeline_loop(settings), data, seconds)
+    return ceiling, in_process
 
 
 def _image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
@@ -222,13 +234,18 @@ def _executor_rate(
     process = subprocess.Popen([sys.executable, "-m", "executor_service"], env=env)
     try:
         _wait_ready(port)
-        processes = {"executor": process.pid, **dict(sorted(_stack_pids().items()))}
-        before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+        stack = listening_pids(
+            {
+                "FerretDB": port_of(settings.mongodb_uri.get_secret_value(), 27017),
+                "Kafka": port_of(settings.kafka_bootstrap_servers, 9092),
+            }
+        )
+        processes = {"executor": process.pid, **dict(sorted(stack.items()))}
+        before = {name: cpu_seconds(pid) for name, pid in processes.items()}
         _produce_requests(run_settings, model, task, refs, jobs)
         rate = _completion_rate(run_settings, jobs)
         cpu_ms = {
-            name: (_cpu_seconds(pid) - before[name]) * 1000 / jobs
-            for name, pid in processes.items()
+            name: (cpu_seconds(pid) - before[name]) * 1000 / jobs for name, pid in processes.items()
         }
         return rate, cpu_ms
     finally:
@@ -253,28 +270,6 @@ def _wait_ready(port: int, timeout: float = 120.0) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError("the executor did not become ready")
-
-
-def _stack_pids() -> dict[str, int]:
-    """The local stack's FerretDB and Kafka, when they run on this host (Linux /proc)."""
-    found: dict[str, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if b"ferretdb" in command and b"--listen-addr" in command:
-            found.setdefault("ferretdb", int(entry.name))
-        elif b"kafka.Kafka" in command:
-            found.setdefault("kafka", int(entry.name))
-    return found
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
