@@ -1,4 +1,8 @@
-"""JSON lines on stderr: one object per record, with `extra` fields such as job_id, trace_id."""
+"""JSON lines on stderr, one object per record, for every service of the platform.
+
+Fields passed with `extra` (job_id, trace_id, ...) become fields of the line, so a log
+pipeline can find every line of one job, or of one trace across services.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
+    """Every logger, third-party ones included, writes JSON lines to stderr from here on."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
