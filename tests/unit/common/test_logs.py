@@ -41,8 +41,7 @@ def test_an_exception_is_one_field_of_the_same_line() -> None:
     try:
         raise ValueError("boom")
     except ValueError:
-        entry = logging.LogRecord("svc", logging.ERROR, "x.py", 1, "failed", None, True)
-        entry.exc_info = sys.exc_info()
+        entry = logging.LogRecord("svc", logging.ERROR, "x.py", 1, "failed", None, sys.exc_info())
     text = JsonFormatter().format(entry)
     assert "\n" not in text
     line = json.loads(text)

@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.lifecycle import JobStatus
+from inference_service.metrics import ServiceMetrics
 
 Document = dict[str, Any]
 
@@ -74,11 +75,20 @@ class JobLocks:
 
 
 class JobRepository:
-    """Reads and compare-and-set writes; a write that adds events also wakes the relay."""
+    """Reads and compare-and-set writes; a write that adds events also wakes the relay.
 
-    def __init__(self, db: AsyncDatabase[Document], on_outbox_write: Callable[[str], None]) -> None:
+    Every write of a job passes here, so here the created jobs and status changes are counted.
+    """
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        on_outbox_write: Callable[[str], None],
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
         self.collection: AsyncCollection[Document] = db["jobs"]
         self._on_outbox_write = on_outbox_write
+        self._metrics = metrics or ServiceMetrics()
         self._locks = JobLocks()
 
     async def ensure_indexes(self) -> None:
@@ -94,6 +104,8 @@ class JobRepository:
     async def insert(self, job: Document) -> None:
         """Raises DuplicateKeyError when the owner already used the idempotency key."""
         await self.collection.insert_one(job)
+        self._metrics.jobs_created.labels(job["model"]).inc()
+        self._metrics.job_transitions.labels(job["status"]).inc()
         if job["outbox"]:
             self._on_outbox_write(job["_id"])
 
@@ -158,9 +170,15 @@ class JobRepository:
             changed = await self.collection.find_one_and_update(
                 query, update, return_document=ReturnDocument.AFTER
             )
-        if changed is not None and events:
-            self._on_outbox_write(job_id)
+        if changed is not None:
+            self._entered(set_fields.get("status"))
+            if events:
+                self._on_outbox_write(job_id)
         return changed
+
+    def _entered(self, status: str | None) -> None:
+        if status is not None:
+            self._metrics.job_transitions.labels(status).inc()
 
     # --- the outbox relay ---
 
@@ -197,7 +215,10 @@ class JobRepository:
     async def fold(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> bool:
         async with self._locks(str(query["_id"])):
             result = await self.collection.update_one(dict(query), dict(update))
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return False
+        self._entered(update.get("$set", {}).get("status"))
+        return True
 
     async def overdue(self, at: datetime, limit: int) -> list[Document]:
         cursor = self.collection.find(
