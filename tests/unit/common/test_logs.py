@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,11 @@ def test_values_json_does_not_know_are_written_as_text() -> None:
     assert line["path"] == "/tmp/a"
 
 
+def test_uvicorns_coloured_copy_of_the_message_is_left_out() -> None:
+    line = json.loads(JsonFormatter().format(record("started", color_message="\x1b[36mstarted")))
+    assert "color_message" not in line
+
+
 def test_an_exception_is_one_field_of_the_same_line() -> None:
     try:
         raise ValueError("boom")
@@ -52,7 +58,10 @@ def test_an_exception_is_one_field_of_the_same_line() -> None:
 def root_logger() -> Iterator[logging.Logger]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    yield root
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        yield root
+    logging.captureWarnings(False)
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -66,5 +75,8 @@ def test_configure_sends_every_logger_through_the_formatter(
     assert root_logger.level == logging.WARNING
     logging.getLogger("some.library").info("not shown")
     logging.getLogger("some.library").warning("shown", extra={"job_id": "j"})
+    warnings.warn("deprecated", DeprecationWarning, stacklevel=1)
     lines = [json.loads(text) for text in stream.getvalue().splitlines()]
-    assert [(line["message"], line["job_id"]) for line in lines] == [("shown", "j")]
+    shown, warned = lines  # the INFO line was below the level
+    assert (shown["message"], shown["job_id"]) == ("shown", "j")
+    assert warned["logger"] == "py.warnings" and "deprecated" in warned["message"]
