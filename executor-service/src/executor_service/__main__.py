@@ -6,9 +6,9 @@ import signal
 import sys
 from types import FrameType
 
-from executor_service import logs
 from executor_service.bootstrap import Executor
 from executor_service.settings import ExecutorSettings
+from inference_common import logs
 
 
 def main() -> int:

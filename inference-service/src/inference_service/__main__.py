@@ -3,12 +3,11 @@ sweeper in one process (each can be switched off with RUN_* settings)."""
 
 from __future__ import annotations
 
-import logging
-import sys
 from types import FrameType
 
 import uvicorn
 
+from inference_common import logs
 from inference_service.api.app import create_app
 from inference_service.runtime import Runtime
 from inference_service.settings import ServiceSettings
@@ -28,11 +27,7 @@ class Server(uvicorn.Server):
 
 def main(argv: list[str] | None = None) -> int:
     settings = ServiceSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(settings.log_level)
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
     config = uvicorn.Config(
@@ -40,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.service_host,
         port=settings.service_port,
         log_level=settings.log_level.lower(),
+        # uvicorn's loggers go through the JSON formatter too; its access log stays off
+        # (requests are counted in the metrics).
+        log_config=None,
+        access_log=False,
         timeout_graceful_shutdown=10,
         proxy_headers=False,
     )

@@ -19,6 +19,7 @@ from inference_service.classifier import Classifier, WaitPolicy
 from inference_service.contracts import EventSchemas
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
+from inference_service.metrics import ServiceMetrics
 from inference_service.service import JobService, Limits
 from inference_service.settings import ServiceSettings
 from inference_service.storage.images import ImageStore
@@ -47,6 +48,11 @@ class Runtime:
         self.schemas = EventSchemas(settings.openapi_dir / "asyncapi.yaml")
         self.outbox_writes = OutboxWrites()
         self.settled = SettledJobs()
+        self.metrics = ServiceMetrics()
+        self.metrics.outbox_waiting.set_function(lambda: len(self.outbox_writes))
+        self.metrics.sse_streams.set_function(
+            lambda: self._live.subscribers if self._live is not None else 0
+        )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._mongo: AsyncMongoClient[dict[str, Any]] | None = None
@@ -92,7 +98,9 @@ class Runtime:
         ferretdb = await is_ferretdb(db)
         if ferretdb:
             log.info("FerretDB: job writes are checked in this process; run one replica")
-        jobs = self.jobs = JobRepository(db, self.outbox_writes, check_in_process=ferretdb)
+        jobs = self.jobs = JobRepository(
+            db, self.outbox_writes, check_in_process=ferretdb, metrics=self.metrics
+        )
         images = ImageStore(db)
         await jobs.ensure_indexes()
         self._service = JobService(
@@ -117,7 +125,12 @@ class Runtime:
         self._spawn("topics", self._ensure_topics)
         if settings.run_relay:
             self.relay = OutboxRelay(
-                jobs, images, LeaseStore(db), self._relay_config(), self.outbox_writes
+                jobs,
+                images,
+                LeaseStore(db),
+                self._relay_config(),
+                self.outbox_writes,
+                metrics=self.metrics,
             )
             relay = self.relay
             self._spawn("outbox-relay", lambda: relay.run(self._stop))
@@ -128,11 +141,14 @@ class Runtime:
                 self.schemas,
                 self._folder_config(),
                 on_applied=self.settled.notify,
+                metrics=self.metrics,
             )
             folder = self.folder
             self._spawn("result-folder", lambda: folder.run(self._stop))
         if settings.run_sweeper:
-            self.sweeper = DeadlineSweeper(jobs, scheduler, settings.sweep_interval_seconds)
+            self.sweeper = DeadlineSweeper(
+                jobs, scheduler, settings.sweep_interval_seconds, metrics=self.metrics
+            )
             sweeper = self.sweeper
             self._spawn("deadline-sweeper", lambda: sweeper.run(self._stop))
         if settings.run_live:

@@ -7,11 +7,12 @@ update of the job document (see storage/jobs.py); the outbox relay publishes the
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from inference_common.tracecontext import child_traceparent
+from inference_common.tracecontext import Span, trace_id
 from inference_service.domain import events
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.clock import as_utc, now
@@ -34,6 +35,8 @@ from inference_service.domain.lifecycle import (
 )
 from inference_service.storage.images import ImageStore
 from inference_service.storage.jobs import Document, JobFilter, JobRepository
+
+log = logging.getLogger(__name__)
 
 # A compare-and-set that lost a race re-reads and tries again; more than this is a bug.
 _CAS_ATTEMPTS = 3
@@ -100,7 +103,8 @@ class NewJob:
     image: bytes | None
     execute: bool = False
     idempotency_key: str | None = None
-    traceparent: str | None = None
+    # The request's span: the job's events continue its trace.
+    span: Span = field(default_factory=Span)
 
 
 class JobService:
@@ -170,6 +174,7 @@ class JobService:
         if key is not None:
             earlier = await self._earlier(request, fingerprint)
             if earlier is not None:
+                log.debug("idempotent retry: the job exists", extra=_fields(earlier))
                 return earlier, False
             if not await self.jobs.claim_key(request.owner, key, job_id, now()):
                 # A concurrent request with the same key claimed it first.
@@ -200,7 +205,7 @@ class JobService:
             )
             image = info.stored(file_id)
         at = now()
-        traceparent = child_traceparent(request.traceparent)
+        traceparent = request.span.traceparent()
         job = new_job_document(
             job_id=job_id,
             owner=request.owner,
@@ -228,6 +233,9 @@ class JobService:
             if image is not None:
                 await self.images.delete(image["file_id"])
             raise
+        log.info(
+            "job created", extra={**_fields(job), "model": job["model"], "status": job["status"]}
+        )
         return job
 
     async def _earlier(self, request: NewJob, fingerprint: str) -> Document | None:
@@ -274,13 +282,13 @@ class JobService:
         await self.images.delete(file_id)
         raise RuntimeError(f"job {job_id}: the image kept changing under us")
 
-    async def execute(self, owner: str, job_id: str, traceparent: str | None) -> Document:
+    async def execute(self, owner: str, job_id: str, span: Span) -> Document:
         job = await self.get(owner, job_id)
         for _ in range(_CAS_ATTEMPTS):
             check_execute(job_id, JobStatus(job["status"]), job.get("image") is not None)
             at = now()
             execution = Execution.next(job["attempt"] + 1, at + self._deadline())
-            trace = child_traceparent(traceparent or job.get("traceparent"))
+            trace = span.traceparent(continuing=job.get("traceparent"))
             changed = await self.jobs.change(
                 job_id,
                 owner=owner,
@@ -291,37 +299,42 @@ class JobService:
                 events=[events.execution_requested(job, execution, at, trace)],
             )
             if changed is not None:
+                log.info("job QUEUED", extra=_fields(changed))
                 return changed
             job = await self._reread(owner, job_id)
         raise RuntimeError(f"job {job_id}: kept changing under us")
 
-    async def cancel(
-        self, owner: str, job_id: str, reason: str | None, traceparent: str | None
-    ) -> Document:
+    async def cancel(self, owner: str, job_id: str, reason: str | None, span: Span) -> Document:
         job = await self.get(owner, job_id)
         check_cancel(job_id, JobStatus(job["status"]))
         at = now()
-        trace = child_traceparent(traceparent or job.get("traceparent"))
+        trace = span.traceparent(continuing=job.get("traceparent"))
         changed = await self.jobs.change(
             job_id,
             owner=owner,
             sources=CANCELLABLE,
-            set_fields={"status": JobStatus.CANCELLED.value, "updated_at": at, "deadline": None},
+            set_fields={
+                "status": JobStatus.CANCELLED.value,
+                "updated_at": at,
+                "deadline": None,
+                "traceparent": trace,
+            },
             events=[events.cancelled(job_id, reason or "cancelled by the client", at, trace)],
         )
         if changed is None:
             job = await self._reread(owner, job_id)
             check_cancel(job_id, JobStatus(job["status"]))
             raise RuntimeError(f"job {job_id}: kept changing under us")
+        log.info("job CANCELLED", extra=_fields(changed))
         return changed
 
-    async def delete(self, owner: str, job_id: str, traceparent: str | None) -> None:
+    async def delete(self, owner: str, job_id: str, span: Span) -> None:
         """Mark deleted (cancelling an active job first); the relay purges it once published."""
         for _ in range(_CAS_ATTEMPTS):
             job = await self.get(owner, job_id)
             status = JobStatus(job["status"])
             at = now()
-            trace = child_traceparent(traceparent or job.get("traceparent"))
+            trace = span.traceparent(continuing=job.get("traceparent"))
             outbox: list[OutboxEvent] = []
             fields: dict[str, Any] = {
                 "deleted": True,
@@ -340,6 +353,7 @@ class JobService:
                     await self.images.delete(job["image"]["file_id"])
                 if job.get("idempotency_key") is not None:  # free for a new job
                     await self.jobs.release_key(owner, job["idempotency_key"], job_id)
+                log.info("job deleted", extra={"job_id": job_id, "trace_id": trace_id(trace)})
                 return
         raise RuntimeError(f"job {job_id}: kept changing under us")
 
@@ -365,6 +379,11 @@ class JobService:
         if job is None:
             raise JobNotFound(job_id)
         return job
+
+
+def _fields(job: Document) -> dict[str, Any]:
+    """What finds a job's log lines: its id and the trace of its latest change."""
+    return {"job_id": job["_id"], "trace_id": trace_id(job.get("traceparent"))}
 
 
 __all__ = [

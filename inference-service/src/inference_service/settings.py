@@ -49,6 +49,10 @@ class ServiceSettings(CommonSettings):
     # Their re-read of the job when no in-process notification came (folded elsewhere).
     classify_poll_interval_seconds: float = Field(default=0.5, gt=0)
 
+    # One JSON line per HTTP request (method, route, status, duration, trace id). Off by
+    # default: the request metrics count every request, and pollers would flood the log.
+    access_log: bool = False
+
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     sse_queue_size: int = Field(default=1000, ge=1)
 

@@ -39,6 +39,7 @@ def job(job_id: str, **fields: object) -> dict[str, object]:
     return {
         "_id": job_id,
         "owner": "alice",
+        "model": "mobilenet-v2-imagenet-quant",
         "status": "QUEUED",
         "deleted": False,
         "execution_id": "e1",

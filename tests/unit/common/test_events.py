@@ -11,7 +11,7 @@ from inference_common.events import (
     new_event,
     to_record,
 )
-from inference_common.tracecontext import child_traceparent, new_traceparent, trace_id
+from inference_common.tracecontext import Span, child_traceparent, new_traceparent, trace_id
 from tests.contracts import validate_kafka_event
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
@@ -111,3 +111,18 @@ def test_child_traceparent_keeps_the_trace_and_changes_the_span() -> None:
     assert trace_id(child) == trace_id(parent)
     assert child.split("-")[2] != parent.split("-")[2]
     assert trace_id(child_traceparent("not a traceparent")) is not None
+
+
+def test_a_span_is_a_child_of_the_caller_else_continues_the_given_trace() -> None:
+    caller, job = new_traceparent(), new_traceparent()
+    span = Span(caller)
+    made = span.traceparent(continuing=job)
+    assert trace_id(made) == trace_id(caller) and made != caller
+    assert span.traceparent() == made  # one span per request, however often asked
+    assert trace_id(Span(None).traceparent(continuing=job)) == trace_id(job)
+    assert trace_id(Span("garbage").traceparent(continuing=job)) == trace_id(job)
+    assert trace_id(Span().traceparent()) not in (None, trace_id(job))
+
+
+def test_the_all_zero_trace_is_no_trace() -> None:
+    assert trace_id("00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None

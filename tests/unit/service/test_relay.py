@@ -137,3 +137,25 @@ def test_a_deleted_job_whose_events_failed_stays() -> None:
     jobs = FakeJobs([job])
     asyncio.run(relay_with(jobs, FakeProducer(fail={gone.id})).drain_once())
     assert jobs.purged == [] and jobs.jobs[JOB]["outbox_pending"]
+
+
+def test_metrics_count_what_went_out_and_what_stayed() -> None:
+    first = events.cancelled(JOB, "r", AT, TRACE)
+    second = events.deleted(JOB, AT, TRACE)
+    other = "f" * 32
+    published = events.cancelled(other, "r", AT, TRACE)
+    jobs = FakeJobs(
+        [
+            {"_id": JOB, "outbox": outbox(first, second), "outbox_pending": True},
+            {"_id": other, "outbox": outbox(published), "outbox_pending": True},
+        ]
+    )
+    relay = relay_with(jobs, FakeProducer(fail={first.id}))
+    asyncio.run(relay.drain_once())
+    sample = relay.metrics.registry.get_sample_value
+    assert sample("inference_outbox_events_published_total", {"type": "job.cancelled.v1"}) == 1
+    assert sample("inference_outbox_events_published_total", {"type": "job.deleted.v1"}) is None
+    assert sample("inference_outbox_delivery_failures_total") == 2  # the first, and one behind it
+    # Lag runs from the event's own time (AT, long past) to the acknowledgement.
+    assert sample("inference_outbox_lag_seconds_count") == 1
+    assert sample("inference_outbox_lag_seconds_bucket", {"le": "60.0"}) == 0

@@ -15,20 +15,24 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from jsonschema import Draft4Validator
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from inference_service.api import problems
 from inference_service.api.classify import ClassifyApi
 from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, StreamsApi
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.security import api_key_handler
+from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
 from inference_service.api.validation import validator_map
 from inference_service.runtime import Runtime
 from inference_service.settings import ServiceSettings
 
 SPEC_FILE = "inference-api.yaml"
+# Served at the root, beside the API: an orchestrator's probes and Prometheus, without API keys.
+ROOT_PATHS = ("/healthz", "/readyz", "/metrics")
 
 
 def load_spec(openapi_dir: Path, *, with_api_keys: bool) -> dict[str, Any]:
@@ -85,6 +89,13 @@ def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> Asy
         # The challenge's endpoint answers every invalid input with 404, too large included.
         status_by_path={settings.base_path + "/mnist/classify": 404},
     )
+    app.add_middleware(
+        RequestTelemetry,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        metrics=runtime.metrics,
+        routes=RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS),
+        access=settings.access_log,
+    )
     app.add_error_handler(ProblemException, problems.from_connexion)
     allowed = problems.AllowedMethods(settings.base_path, spec["paths"])
     app.add_error_handler(HTTPException, allowed.handler)
@@ -113,6 +124,10 @@ def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> Asy
             media_type=problems.PROBLEM_JSON,
         )
 
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
     app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
     app.add_url_rule("/readyz", "readyz", readyz, methods=["GET"])
+    app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])
     return app

@@ -7,9 +7,10 @@ from typing import Any, Final, Protocol
 from connexion import request as current_request
 from starlette.datastructures import UploadFile
 
-from inference_service.api.handlers import Answer, answer, header
+from inference_service.api.handlers import Answer, answer
 from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
+from inference_service.api.telemetry import request_span
 from inference_service.classifier import Classifier
 from inference_service.domain.catalog import CatalogEntry, ModelCatalog, UnknownModel
 from inference_service.domain.images import ImageTooLarge, InvalidImage, check_size
@@ -127,6 +128,6 @@ class ClassifyApi:
                 options={"top_k": top_k} if top_k is not None else {},
                 image=data,
                 execute=True,
-                traceparent=header("traceparent"),
+                span=request_span(),
             )
         )

@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 
 from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
+from inference_service.api.telemetry import request_span
 from inference_service.api.validation import ValidationProblem, collect
 from inference_service.domain.catalog import ModelCatalog, UnknownModel
 from inference_service.domain.clock import as_utc
@@ -132,7 +133,7 @@ class JobsApi:
                 image=data,
                 execute=bool(fields.get("execute", False)),
                 idempotency_key=header("Idempotency-Key"),
-                traceparent=header("traceparent"),
+                span=request_span(),
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job["_id"]))
@@ -160,7 +161,7 @@ class JobsApi:
         return answer(self._view(await self.service.get(owner_of(user), job_id)))
 
     async def delete_job(self, job_id: str, user: str | None = None) -> Response:
-        await self.service.delete(owner_of(user), job_id, header("traceparent"))
+        await self.service.delete(owner_of(user), job_id, request_span())
         return Response(status_code=204)
 
     async def get_image(self, job_id: str, user: str | None = None) -> Response:
@@ -175,14 +176,14 @@ class JobsApi:
         return answer(self._view(await self.service.put_image(owner_of(user), job_id, data)))
 
     async def execute_job(self, job_id: str, user: str | None = None) -> Answer:
-        job = await self.service.execute(owner_of(user), job_id, header("traceparent"))
+        job = await self.service.execute(owner_of(user), job_id, request_span())
         return answer(self._view(job), 202, self._location(job_id))
 
     async def cancel_job(
         self, job_id: str, body: dict[str, Any] | None = None, user: str | None = None
     ) -> Answer:
         reason = (body or {}).get("reason")
-        job = await self.service.cancel(owner_of(user), job_id, reason, header("traceparent"))
+        job = await self.service.cancel(owner_of(user), job_id, reason, request_span())
         return answer(self._view(job))
 
     async def get_result(self, job_id: str, user: str | None = None) -> Answer:

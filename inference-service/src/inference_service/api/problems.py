@@ -13,6 +13,8 @@ from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from starlette.exceptions import HTTPException
 
+from inference_common.tracecontext import trace_id
+from inference_service.api.telemetry import request_span
 from inference_service.classifier import ClassificationFailed, ClassificationTimedOut
 from inference_service.domain.catalog import UnknownModel
 from inference_service.domain.cursor import InvalidCursor
@@ -278,5 +280,11 @@ def from_domain(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
 
 
 def unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        exc_info=exc,
+        extra={"trace_id": trace_id(request_span().traceparent())},
+    )
     return problem(500, "an unexpected error; it was logged", instance=_instance(request))

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from inference_common.image_refs import IMAGE_COLLECTION, image_uri
+from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import iso
 from inference_service.domain.lifecycle import JobStatus
 
@@ -121,6 +122,7 @@ def job_view(job: dict[str, Any], base_path: str) -> dict[str, Any]:
         ),
         "attempt": job["attempt"],
         "error": {"code": error["code"], "message": error["message"]} if error else None,
+        "trace_id": trace_id(job.get("traceparent")),
         "links": job_links(base_path, job["_id"]),
     }
 

@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.lifecycle import JobStatus
+from inference_service.metrics import ServiceMetrics
 
 Document = dict[str, Any]
 
@@ -159,6 +160,8 @@ class JobRepository:
     `_id` plus any other condition (18 ms at 400 jobs, growing). There the conditions are
     checked here, under the job's lock, which already makes the write atomic (JobLocks). On
     MongoDB the conditions stay in the filter: a compare-and-set that holds across replicas.
+
+    Every write of a job passes here, so here the created jobs and status changes are counted.
     """
 
     def __init__(
@@ -167,11 +170,13 @@ class JobRepository:
         on_outbox_write: Callable[[str], None],
         *,
         check_in_process: bool,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.collection: AsyncCollection[Document] = db["jobs"]
         # Idempotency-Key -> job, one document per key, found by `_id` like everything else.
         self.keys: AsyncCollection[Document] = db["idempotency_keys"]
         self._on_outbox_write = on_outbox_write
+        self._metrics = metrics or ServiceMetrics()
         self._locks = JobLocks()
         self._check_in_process = check_in_process
         self._open = OpenJobs() if check_in_process else None
@@ -189,6 +194,8 @@ class JobRepository:
     async def insert(self, job: Document) -> None:
         await self.collection.insert_one(job)
         self._track(job)
+        self._metrics.jobs_created.labels(job["model"]).inc()
+        self._metrics.job_transitions.labels(job["status"]).inc()
         if job["outbox"]:
             self._on_outbox_write(job["_id"])
 
@@ -274,9 +281,15 @@ class JobRepository:
                 self._filter(job_id, conditions), update, return_document=ReturnDocument.AFTER
             )
             self._track(changed)
-        if changed is not None and events:
-            self._on_outbox_write(job_id)
+        if changed is not None:
+            self._entered(set_fields.get("status"))
+            if events:
+                self._on_outbox_write(job_id)
         return changed
+
+    def _entered(self, status: str | None) -> None:
+        if status is not None:
+            self._metrics.job_transitions.labels(status).inc()
 
     # --- the outbox relay ---
 
@@ -341,7 +354,10 @@ class JobRepository:
                 self._filter(job_id, conditions), dict(update), return_document=ReturnDocument.AFTER
             )
             self._track(folded)
-        return folded is not None
+        if folded is None:
+            return False
+        self._entered(update.get("$set", {}).get("status"))
+        return True
 
     # --- compare-and-set, by `_id` alone on FerretDB ---
 

@@ -28,9 +28,11 @@ from inference_common.events import (
     from_record,
 )
 from inference_common.kafka import consume_available
+from inference_common.tracecontext import trace_id
 from inference_service.contracts import EventSchemas
 from inference_service.domain.clock import as_utc, now
 from inference_service.domain.lifecycle import ACTIVE, JobStatus
+from inference_service.metrics import ServiceMetrics
 from inference_service.storage.jobs import JobRepository
 from inference_service.workers.executions import ExecutionScheduler
 from inference_service.workers.kafka_io import BlockingLane
@@ -72,6 +74,7 @@ class ResultFolder:
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         on_applied: Callable[[str], None] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.jobs = jobs
         # Told the job id of every event applied (wakes the synchronous classify requests).
@@ -83,6 +86,7 @@ class ResultFolder:
         self._producer_factory = producer_factory
         self._lane = BlockingLane("result-folder")
         self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+        self.metrics = metrics or ServiceMetrics()
 
     # --- the loop ---
 
@@ -143,6 +147,7 @@ class ResultFolder:
             envelope = self.decode(message.value(), header_pairs(message), message.key())
         except PoisonMessage as exc:
             await self._dead_letter(producer, message, str(exc))
+            self.metrics.results_folded.labels("invalid", Outcome.DEAD_LETTERED.value).inc()
             return Outcome.DEAD_LETTERED
         return await self.apply(envelope)
 
@@ -169,18 +174,17 @@ class ResultFolder:
 
     async def apply(self, envelope: Envelope) -> Outcome:
         if envelope.type is EventType.STARTED:
-            applied = await self._started(envelope)
+            entered = await self._started(envelope)
         elif envelope.type is EventType.COMPLETED:
-            applied = await self._completed(envelope)
+            entered = await self._completed(envelope)
         else:
-            applied = await self._failed(envelope)
-        if not applied:
-            log.debug(
-                "ignored %s %s for job %s", envelope.type.short, envelope.id, envelope.subject
-            )
-        elif self._on_applied is not None:
+            entered = await self._failed(envelope)
+        outcome = Outcome.IGNORED if entered is None else Outcome.APPLIED
+        self.metrics.results_folded.labels(envelope.type.short, outcome.value).inc()
+        _log_fold(envelope, entered)
+        if entered is not None and self._on_applied is not None:
             self._on_applied(envelope.subject)
-        return Outcome.APPLIED if applied else Outcome.IGNORED
+        return outcome
 
     def _base(self, envelope: Envelope, statuses: frozenset[JobStatus]) -> dict[str, Any]:
         return {
@@ -189,7 +193,7 @@ class ResultFolder:
             "applied_events": {"$ne": envelope.id},
         }
 
-    async def _started(self, envelope: Envelope) -> bool:
+    async def _started(self, envelope: Envelope) -> JobStatus | None:
         data = envelope.data
         conditions = {
             **self._base(envelope, frozenset({JobStatus.QUEUED})),
@@ -205,9 +209,13 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(envelope.subject, conditions, update)
+        return (
+            JobStatus.RUNNING
+            if await self.jobs.fold(envelope.subject, conditions, update)
+            else None
+        )
 
-    async def _completed(self, envelope: Envelope) -> bool:
+    async def _completed(self, envelope: Envelope) -> JobStatus | None:
         data = envelope.data
         conditions = {
             **self._base(envelope, ACTIVE),
@@ -232,23 +240,27 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(envelope.subject, conditions, update)
+        return (
+            JobStatus.DONE if await self.jobs.fold(envelope.subject, conditions, update) else None
+        )
 
-    async def _failed(self, envelope: Envelope) -> bool:
+    async def _failed(self, envelope: Envelope) -> JobStatus | None:
+        """FAILED, or QUEUED again when the failure may be retried; None when ignored."""
         data = envelope.data
         error = data["error"]
         if error["retryable"] and self.scheduler.policy.may_retry(data["attempt"]):
             job = await self.jobs.get(envelope.subject)
             if job is None or JobStatus(job["status"]) not in ACTIVE:
-                return False
+                return None
             if job["execution_id"] != data["execution_id"]:
-                return False
-            return await self.scheduler.retry(
+                return None
+            retried = await self.scheduler.retry(
                 job,
                 now(),
                 where={"applied_events": {"$ne": envelope.id}},
                 push={"applied_events": envelope.id},
             )
+            return JobStatus.QUEUED if retried else None
         conditions = {**self._base(envelope, ACTIVE), "execution_id": data["execution_id"]}
         update = {
             "$set": {
@@ -259,7 +271,9 @@ class ResultFolder:
             },
             "$push": {"applied_events": envelope.id},
         }
-        return await self.jobs.fold(envelope.subject, conditions, update)
+        return (
+            JobStatus.FAILED if await self.jobs.fold(envelope.subject, conditions, update) else None
+        )
 
     async def _dead_letter(self, producer: Producer, message: Message, error: str) -> None:
         log.warning("dead-lettering %s: %s", _where(message), error)
@@ -280,6 +294,26 @@ class ResultFolder:
             await self._lane.call(producer.poll, 0.1)
         if outcome[0] is not None:
             raise KafkaException(outcome[0])
+
+
+def _log_fold(envelope: Envelope, entered: JobStatus | None) -> None:
+    data = envelope.data
+    fields: dict[str, Any] = {
+        "job_id": envelope.subject,
+        "trace_id": trace_id(envelope.traceparent),
+        "event_id": envelope.id,
+        "event_type": envelope.type.short,
+        "attempt": data["attempt"],
+    }
+    if entered is None:
+        log.debug("result ignored: a duplicate, or stale for the job's state", extra=fields)
+        return
+    fields["status"] = entered.value
+    if envelope.type is EventType.FAILED:
+        fields["error_code"] = data["error"]["code"]
+    # RUNNING is a step on the way: only where the job ends up is worth a line by default.
+    level = logging.DEBUG if entered is JobStatus.RUNNING else logging.INFO
+    log.log(level, "result applied: job %s", entered.value, extra=fields)
 
 
 def header_pairs(message: Message) -> list[tuple[str, bytes | None]]:

@@ -116,6 +116,10 @@ class LiveEvents:
         self._lane = BlockingLane("live-events")
         self.ready = asyncio.Event()
 
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)
+
     def subscribe(self, owner: str, job_id: str | None = None) -> Subscription:
         subscription = Subscription(owner, job_id, self.queue_size)
         self._subscriptions.add(subscription)

@@ -21,8 +21,10 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from inference_common.events import to_record
+from inference_common.events import Envelope, to_envelope, to_record, utcnow
+from inference_common.tracecontext import trace_id
 from inference_service.domain.events import Channel, OutboxEvent
+from inference_service.metrics import ServiceMetrics
 from inference_service.storage.images import ImageStore
 from inference_service.storage.jobs import Document, JobRepository
 from inference_service.storage.leases import LeaseStore
@@ -48,6 +50,7 @@ class RelayConfig:
 class _Batch:
     """What one drain produced and what Kafka answered, per event id."""
 
+    sent: dict[str, Envelope] = field(default_factory=dict)
     outcomes: dict[str, KafkaError | None] = field(default_factory=dict)
     pending: int = 0
 
@@ -75,6 +78,9 @@ class OutboxWrites:
         self._jobs[job_id] = None
         self.wakeup.set()
 
+    def __len__(self) -> int:
+        return len(self._jobs)
+
     def take(self, limit: int) -> list[str]:
         taken = list(self._jobs)[:limit]
         for job_id in taken:
@@ -94,6 +100,7 @@ class OutboxRelay:
         writes: OutboxWrites,
         *,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.jobs = jobs
         self.images = images
@@ -105,7 +112,7 @@ class OutboxRelay:
         self._producer_factory = producer_factory
         self._producer: Producer | None = None
         self._lane = BlockingLane("outbox-relay")
-        self.published = 0
+        self.metrics = metrics or ServiceMetrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         self._producer = self._producer_factory(self.config.producer)
@@ -158,7 +165,9 @@ class OutboxRelay:
         return [job for job in found if job is not None]
 
     async def _produce(self, producer: Producer, batch: _Batch, event: OutboxEvent) -> None:
-        record = to_record(event.cloudevent())
+        cloudevent = event.cloudevent()
+        batch.sent[event.id] = to_envelope(cloudevent)
+        record = to_record(cloudevent)
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         while True:
             try:
@@ -188,17 +197,25 @@ class OutboxRelay:
         for entry in entries:
             error = batch.outcomes.get(entry["id"], KafkaError(KafkaError._MSG_TIMED_OUT))
             if error is not None:
-                log.warning("event %s of job %s not delivered: %s", entry["id"], job["_id"], error)
+                fields = _log_fields(job["_id"], entry, batch.sent.get(entry["id"]))
+                log.warning("event not delivered; it stays in the outbox: %s", error, extra=fields)
                 break
             delivered.append(entry)
+            self._published(job["_id"], entry, batch.sent[entry["id"]])
+        if len(delivered) < len(entries):
+            self.metrics.outbox_undelivered.inc(len(entries) - len(delivered))
         if delivered or not entries:
             # An empty outbox still flagged (a crash between the two updates) is cleared too.
             await self.jobs.remove_delivered(job["_id"], delivered)
-            self.published += len(delivered)
         if job.get("deleted") and len(delivered) == len(entries):
             purged = await self.jobs.purge_deleted(job["_id"])
             if purged is not None and purged.get("image"):
                 await self.images.delete(purged["image"]["file_id"])
+
+    def _published(self, job_id: str, entry: Document, envelope: Envelope) -> None:
+        self.metrics.outbox_published.labels(envelope.type.short).inc()
+        self.metrics.outbox_lag.observe(max(0.0, (utcnow() - envelope.time).total_seconds()))
+        log.debug("event published", extra=_log_fields(job_id, entry, envelope))
 
     async def _close(self) -> None:
         with contextlib.suppress(Exception):
@@ -208,6 +225,15 @@ class OutboxRelay:
             await self._lane.call(self._producer.flush, 2.0)
             self._producer = None
         self._lane.close()
+
+
+def _log_fields(job_id: str, entry: Document, envelope: Envelope | None) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "trace_id": trace_id(envelope.traceparent) if envelope else None,
+        "event_id": entry["id"],
+        "event_type": entry["type"],
+    }
 
 
 async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:

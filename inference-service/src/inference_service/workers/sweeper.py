@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 
+from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import now
+from inference_service.metrics import ServiceMetrics
 from inference_service.storage.jobs import JobRepository
 from inference_service.workers.executions import ExecutionScheduler
 
@@ -26,13 +28,14 @@ class DeadlineSweeper:
         scheduler: ExecutionScheduler,
         interval: float,
         batch_size: int = 200,
+        *,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.jobs = jobs
         self.scheduler = scheduler
         self.interval = interval
         self.batch_size = batch_size
-        self.retried = 0
-        self.failed = 0
+        self.metrics = metrics or ServiceMetrics()
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -50,15 +53,18 @@ class DeadlineSweeper:
         at = now()
         changed = 0
         for job in await self.jobs.overdue(at, self.batch_size):
+            fields = {
+                "job_id": job["_id"],
+                "trace_id": trace_id(job.get("traceparent")),
+                "attempt": job["attempt"],
+            }
             if self.scheduler.policy.may_retry(job["attempt"]):
                 if await self.scheduler.retry(job, at):
-                    self.retried += 1
                     changed += 1
-                    log.info(
-                        "job %s missed its deadline: attempt %d", job["_id"], job["attempt"] + 1
-                    )
+                    self.metrics.deadlines_missed.labels("retried").inc()
+                    log.warning("execution missed its deadline: retrying", extra=fields)
             elif await self.scheduler.fail_deadline(job, at):
-                self.failed += 1
                 changed += 1
-                log.info("job %s missed its last deadline: FAILED", job["_id"])
+                self.metrics.deadlines_missed.labels("failed").inc()
+                log.warning("last execution missed its deadline: job FAILED", extra=fields)
         return changed

@@ -1,4 +1,8 @@
-"""JSON lines on stderr: one object per record, with `extra` fields such as job_id, trace_id."""
+"""JSON lines on stderr, one object per record, for every service of the platform.
+
+Fields passed with `extra` (job_id, trace_id, ...) become fields of the line, so a log
+pipeline can find every line of one job, or of one trace across services.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ _STANDARD: Final = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__d
     "message",
     "asctime",
     "taskName",
+    "color_message",  # uvicorn's copy of the message with terminal colour codes
 }
 
 
@@ -30,8 +35,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
+    """Every logger, third-party ones and Python's warnings included, writes JSON lines to
+    stderr from here on."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.captureWarnings(True)
