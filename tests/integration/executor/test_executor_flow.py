@@ -221,3 +221,29 @@ def test_malformed_images_fail_cleanly_or_classify(executor_settings: ExecutorSe
     assert wrong == []
     assert outcomes[last["job_id"]][0] == "completed"
     assert running.exit_code == 0  # it stopped cleanly when asked, not before
+
+
+def test_huge_and_headerless_messages_are_set_aside(executor_settings: ExecutorSettings) -> None:
+    settings = executor_settings
+    good = execution_requested(store_image(settings, (IMAGES / "cat.bmp").read_bytes()))
+    record = request_record(good)
+    # Just under the producer's 1,000,000-byte limit and incompressible: the copy for the
+    # dead-letter topic, with its error headers on top, would be over it.
+    huge = (b"huge", os.urandom(999_900), [("x-origin", b"fuzzer")])
+    headerless = (record.key, record.value, [])  # the data of a real request, no ce_* headers
+    with ExecutorThread(settings) as running:
+        produce(settings, [huge, headerless, record])
+        with topic_reader(settings, settings.topic_results) as results:
+            result_messages = results.read_until(completed_or_failed(1))
+        with topic_reader(settings, settings.topic_dead_letter) as dead:
+            dead_messages = dead.read_until(lambda m: len(m) >= 2)
+        assert running.executor.service.fatal is None
+    assert [kind for kind, _ in events(result_messages)] == ["started", "completed"]
+    by_key = {message.key(): message for message in dead_messages}
+    assert set(by_key) == {b"huge", record.key}
+    assert b"not a CloudEvent" in dict(by_key[record.key].headers())["dlq_error"]
+    assert by_key[record.key].value() == record.value
+    set_aside = dict(by_key[b"huge"].headers())
+    assert set_aside["dlq_error"]
+    assert int(set_aside["dlq_value_bytes"]) == 999_900
+    assert len(by_key[b"huge"].value()) < 999_900  # cut down to fit, and marked so
