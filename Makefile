@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest demo serve watch web-ui bench bench-executor clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -65,6 +65,11 @@ lint: install
 
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+
+FUZZ_EXAMPLES ?= 250
+fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: over 3,000 requests)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(RUN) pytest tests/integration/service/test_schemathesis.py \
+	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
 

@@ -7,8 +7,10 @@ on one partition.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -24,6 +26,9 @@ from inference_common.tracecontext import new_traceparent
 SPECVERSION: Final = "1.0"
 JSON: Final = "application/json"
 SCHEMA_BASE: Final = "urn:cvinference:schema:"
+# A dead-letter copy stays under this many bytes (key, value and headers): well below the
+# producer's and the broker's default limit of about 1 MB, whatever the original weighed.
+DEAD_LETTER_MAX_BYTES: Final = 900_000
 _FORMAT: Final = JSONFormat()
 
 
@@ -175,3 +180,39 @@ def dead_letter_headers(
         ("dlq_offset", str(offset).encode()),
         ("dlq_time", utcnow().isoformat().encode()),
     ]
+
+
+Headers = list[tuple[str, bytes | None]]
+
+
+def dead_letter_record(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Headers,
+    error: str,
+    where: tuple[str, int, int],
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """The copy for the dead-letter topic: the original, plus why and where from (`where` is
+    topic, partition, offset). A message too large to copy whole (the error headers would push
+    it over the producer's limit, and a copy that cannot be written would stop the consumer on
+    it for good) keeps its first bytes, with its full size and sha256 in `dlq_value_bytes` and
+    `dlq_value_sha256`; headers that alone are too large are left out (`dlq_headers_dropped`)."""
+    added: Headers = list(dead_letter_headers(error, *where))
+    size = _weight(key, added)
+    original = _weight(None, headers)
+    if size + original + len(value or b"") <= DEAD_LETTER_MAX_BYTES:
+        return key, value, [*headers, *added]
+    whole = value or b""
+    added += [
+        ("dlq_value_bytes", str(len(whole)).encode()),
+        ("dlq_value_sha256", hashlib.sha256(whole).hexdigest().encode()),
+    ]
+    if size + original > DEAD_LETTER_MAX_BYTES // 2:
+        headers = []
+        added.append(("dlq_headers_dropped", str(original).encode()))
+    room = DEAD_LETTER_MAX_BYTES - _weight(key, [*headers, *added])
+    return key, whole[: max(0, room)], [*headers, *added]
+
+
+def _weight(key: bytes | None, headers: Sequence[tuple[str, bytes | None]]) -> int:
+    return len(key or b"") + sum(len(name) + len(value or b"") + 8 for name, value in headers)

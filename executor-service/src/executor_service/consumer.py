@@ -35,7 +35,7 @@ from inference_common.events import (
     EventType,
     InvalidEvent,
     KafkaRecord,
-    dead_letter_headers,
+    dead_letter_record,
     from_record,
 )
 from inference_common.kafka import consume_available
@@ -232,17 +232,18 @@ class ExecutorService:
     def _dead_letter(self, message: Message, work: Work, problem: str) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         assert topic is not None and partition is not None and offset is not None
-        headers: Headers = [
-            *header_pairs(message),
-            *dead_letter_headers(problem, topic, partition, offset),
-        ]
+        key, value, headers = dead_letter_record(
+            message.key(),
+            message.value(),
+            header_pairs(message),
+            problem,
+            (topic, partition, offset),
+        )
         log.warning(
             "message dead-lettered",
             extra={"error": problem, "topic": topic, "partition": partition, "offset": offset},
         )
-        self._produce(
-            work, self._settings.topic_dead_letter, message.key(), message.value(), headers
-        )
+        self._produce(work, self._settings.topic_dead_letter, key, value, headers)
         self._metrics.dead_letters.inc()
         work.finish()
 

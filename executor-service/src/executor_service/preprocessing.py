@@ -64,8 +64,9 @@ def decode(
         raise ImageUnreadable("the image is empty (0 bytes)")
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)
+        # Before the orientation: reading a PNG's EXIF decodes the whole image (a bomb's too).
+        _check_pixels(image.size, max_pixels)
         size = _upright_size(image)
-        _check_pixels(size, max_pixels)
         if draft_size is not None and image.format in ("JPEG", "MPO"):
             # DCT scaling in the decoder: 1/2, 1/4 or 1/8 size, never below draft_size.
             rotated = size != image.size

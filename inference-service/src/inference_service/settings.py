@@ -26,6 +26,10 @@ class ServiceSettings(CommonSettings):
 
     max_image_bytes: int = Field(default=10 * MB, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Per client (API key owner, else remote address), per replica; 0 turns the limit off.
+    # Well above what the simulator, `make demo` and the benchmarks send (docs/configuration.md).
+    rate_limit_per_second: float = Field(default=1000.0, ge=0)
+    rate_limit_burst: int = Field(default=2000, ge=1)
 
     execution_deadline_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)

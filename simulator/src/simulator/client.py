@@ -1,7 +1,8 @@
 """An async client for the job API: typed answers, RFC 9457 problems as exceptions, safe retries.
 
 Only requests that are safe to repeat are retried: reads, and job creation, which carries an
-`Idempotency-Key` so a retry after a lost answer cannot create a second job.
+`Idempotency-Key` so a retry after a lost answer cannot create a second job. A 429 (over the
+rate limit) is retried for every request, after its `Retry-After`: nothing was done.
 """
 
 from __future__ import annotations
@@ -220,9 +221,10 @@ class InferenceClient:
     async def _request(
         self, method: str, path: str, *, retry: bool, **kwargs: Any
     ) -> httpx.Response:
-        attempts = self.max_attempts if retry else 1
-        for attempt in range(1, attempts + 1):
-            last = attempt == attempts
+        """`retry`: the request is safe to repeat. A 429 is always retried (bounded): the
+        service refused it before doing anything, so even a state change is safe to resend."""
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts or not retry
             try:
                 response = await self._http.request(method, path, **kwargs)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -239,9 +241,11 @@ class InferenceClient:
                 continue
             if response.is_success:
                 return response
-            if last or response.status_code not in RETRY_STATUSES:
-                raise ApiError(method, path, response.status_code, problem_of(response))
-            self.retries[f"HTTP {response.status_code}"] += 1
+            status = response.status_code
+            rate_limited = status == 429 and attempt < self.max_attempts
+            if (last and not rate_limited) or status not in RETRY_STATUSES:
+                raise ApiError(method, path, status, problem_of(response))
+            self.retries[f"HTTP {status}"] += 1
             await asyncio.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
         raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -23,6 +23,7 @@ from tests.integration.executor.support import (
     store_image,
     topic_reader,
 )
+from tests.malformed_images import corpus
 from tests.unit.executor.builders import execution_requested, new_id, request_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -188,3 +189,61 @@ def test_execution_cancelled_in_the_same_batch_is_skipped(
         messages = reader.read_until(completed_or_failed(1))
 
     assert {data["job_id"] for _, data in events(messages)} == {good["job_id"]}
+
+
+def test_malformed_images_fail_cleanly_or_classify(executor_settings: ExecutorSettings) -> None:
+    """The corpus stored directly, past the API's checks: each job fails with a clear reason
+    or is classified right, and the executor goes on to the next."""
+    settings = executor_settings
+    requests = [
+        (sample, execution_requested(store_image(settings, sample.data), model=sample.model))
+        for sample in corpus()
+    ]
+    last = execution_requested(store_image(settings, (IMAGES / "parrot.jpg").read_bytes()))
+
+    with ExecutorThread(settings) as running:
+        produce(settings, [*(request_record(data) for _, data in requests), request_record(last)])
+        with topic_reader(settings, settings.topic_results) as reader:
+            messages = reader.read_until(completed_or_failed(len(requests) + 1), timeout=120)
+
+    outcomes = {
+        data["job_id"]: (kind, data) for kind, data in events(messages) if kind != "started"
+    }
+    wrong = []
+    for sample, data in requests:
+        kind, outcome = outcomes[data["job_id"]]
+        if sample.fails_with is not None:
+            error = outcome.get("error", {})
+            if kind != "failed" or error.get("code") != sample.fails_with or not error["message"]:
+                wrong.append(f"{sample.name}: {kind} {outcome.get('error') or outcome['result']}")
+        elif kind != "completed" or outcome["result"]["classes"][0]["label"] != sample.label:
+            wrong.append(f"{sample.name}: {kind} {outcome.get('error') or outcome['result']}")
+    assert wrong == []
+    assert outcomes[last["job_id"]][0] == "completed"
+    assert running.exit_code == 0  # it stopped cleanly when asked, not before
+
+
+def test_huge_and_headerless_messages_are_set_aside(executor_settings: ExecutorSettings) -> None:
+    settings = executor_settings
+    good = execution_requested(store_image(settings, (IMAGES / "cat.bmp").read_bytes()))
+    record = request_record(good)
+    # Just under the producer's 1,000,000-byte limit and incompressible: the copy for the
+    # dead-letter topic, with its error headers on top, would be over it.
+    huge = (b"huge", os.urandom(999_900), [("x-origin", b"fuzzer")])
+    headerless = (record.key, record.value, [])  # the data of a real request, no ce_* headers
+    with ExecutorThread(settings) as running:
+        produce(settings, [huge, headerless, record])
+        with topic_reader(settings, settings.topic_results) as results:
+            result_messages = results.read_until(completed_or_failed(1))
+        with topic_reader(settings, settings.topic_dead_letter) as dead:
+            dead_messages = dead.read_until(lambda m: len(m) >= 2)
+        assert running.executor.service.fatal is None
+    assert [kind for kind, _ in events(result_messages)] == ["started", "completed"]
+    by_key = {message.key(): message for message in dead_messages}
+    assert set(by_key) == {b"huge", record.key}
+    assert b"not a CloudEvent" in dict(by_key[record.key].headers())["dlq_error"]
+    assert by_key[record.key].value() == record.value
+    set_aside = dict(by_key[b"huge"].headers())
+    assert set_aside["dlq_error"]
+    assert int(set_aside["dlq_value_bytes"]) == 999_900
+    assert len(by_key[b"huge"].value()) < 999_900  # cut down to fit, and marked so

@@ -164,3 +164,24 @@ def test_bad_list_parameters(service: RunningService) -> None:
 def test_swagger_ui_and_spec_are_served(service: RunningService) -> None:
     spec = httpx.get(service.url + "/api/v1/inference/openapi.json")
     assert spec.status_code == 200 and spec.json()["info"]["title"] == "CV inference job API"
+
+
+def test_over_the_request_rate(isolated_env: dict[str, str]) -> None:
+    settings = service_settings(
+        rate_limit_per_second=0.5, rate_limit_burst=3, api_keys="k1:alice,k2:bob"
+    )
+    ensure_topics(settings)
+    service = start_service(settings, wait_live=False)
+    try:
+        alice = {"X-API-Key": "k1"}
+        for _ in range(3):
+            assert service.client.get("/models", headers=alice).status_code == 200
+        refused = service.client.post("/jobs", json={"model": "x"}, headers=alice)
+        body = assert_problem(refused, 429, "rate-limited")
+        assert int(refused.headers["Retry-After"]) in (1, 2)
+        assert "requests per second" in body["detail"]
+        # Nothing was created, another client is unaffected, and health checks are not limited.
+        assert service.client.get("/jobs", headers={"X-API-Key": "k2"}).json()["items"] == []
+        assert httpx.get(service.url + "/healthz").status_code == 200
+    finally:
+        service.stop()

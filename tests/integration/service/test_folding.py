@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -150,13 +151,23 @@ def test_poison_messages_go_to_the_dead_letter_topic(
         )
     )
     executor.raw(wrong_topic.value, wrong_topic.key, wrong_topic.headers)
+    unknown = [(k, b"io.cvinference.job.exploded.v1" if k == "ce_type" else v) for k, v in
+               wrong_topic.headers]  # fmt: skip
+    executor.raw(wrong_topic.value, b"unknown-type", unknown)
+    # Near the producer's limit and incompressible: too large to copy whole with the headers.
+    huge = os.urandom(999_900)
+    executor.raw(huge, b"huge")
 
     dead = TopicReader(service.settings, service.settings.topic_dead_letter)
     try:
-        messages = dead.read(4, settle=0.5)
+        messages = dead.read(6, settle=0.5)
     finally:
         dead.close()
-    assert len(messages) == 4
+    assert len(messages) == 6
+    by_key = {message.key(): message for message in messages}
+    assert "unknown event type" in headers_of(by_key[b"unknown-type"])["dlq_error"]
+    cut = headers_of(by_key[b"huge"])
+    assert cut["dlq_value_bytes"] == "999900" and huge.startswith(by_key[b"huge"].value())
     by_value = {message.value(): message for message in messages}
     assert by_value[b"not json at all"].key() == b"x"  # key and value kept byte for byte
     for message in messages:
@@ -167,7 +178,7 @@ def test_poison_messages_go_to_the_dead_letter_topic(
     errors = sorted(headers_of(message)["dlq_error"] for message in messages)
     assert any("breaks job.completed.v1" in error for error in errors)
     assert any("does not belong on the results topic" in error for error in errors)
-    assert sum("not a CloudEvent" in error for error in errors) == 2
+    assert sum("not a CloudEvent" in error for error in errors) == 3
     schema_breaker = by_value[record.value]
     assert json.loads(schema_breaker.value())["job_id"] == job_id
     assert headers_of(schema_breaker)["ce_type"] == EventType.COMPLETED.value

@@ -37,6 +37,12 @@ def test_a_job_stream_sees_the_executor_and_ends_when_done(
     assert stream.content_type.startswith("text/event-stream")
     service.client.post(f"/jobs/{job['id']}/execution")
     (request,) = requests_for(jobs_topic, job["id"], 1)
+    # The feed reads both topics; Kafka orders events within a topic only, so the executor
+    # answers once the stream has shown the request (an executor reads it first anyway).
+    wait_for(
+        lambda: EventType.EXECUTION_REQUESTED.value in [e["event"] for e in stream.events],
+        what="the request on the stream",
+    )
     started_id = executor.started(request)
     executor.completed(request)
     assert stream.ended.wait(20), "the stream did not end after completed"

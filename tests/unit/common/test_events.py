@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -5,8 +6,10 @@ from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
 
 from inference_common.events import (
+    DEAD_LETTER_MAX_BYTES,
     EventType,
     InvalidEvent,
+    dead_letter_record,
     from_record,
     new_event,
     to_record,
@@ -126,3 +129,36 @@ def test_a_span_is_a_child_of_the_caller_else_continues_the_given_trace() -> Non
 
 def test_the_all_zero_trace_is_no_trace() -> None:
     assert trace_id("00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None
+
+
+WHERE = ("inference.jobs", 2, 41)
+
+
+def test_a_dead_letter_copy_is_the_original_plus_why_and_where() -> None:
+    key, value, headers = dead_letter_record(b"k", b"v", [("a", b"1")], "broken", WHERE)
+    assert (key, value) == (b"k", b"v")
+    assert headers[0] == ("a", b"1")
+    named = dict(headers)
+    assert named["dlq_error"] == b"broken" and named["dlq_topic"] == b"inference.jobs"
+    assert (named["dlq_partition"], named["dlq_offset"]) == (b"2", b"41")
+    assert "dlq_value_bytes" not in named
+
+
+def test_a_message_too_large_to_copy_whole_keeps_its_start_size_and_digest() -> None:
+    value = bytes(range(256)) * 4000  # 1,024,000 bytes
+    key, copy, headers = dead_letter_record(b"k", value, [("a", b"1")], "huge", WHERE)
+    named = dict(headers)
+    assert value.startswith(copy) and len(copy) < len(value)
+    assert named["dlq_value_bytes"] == b"1024000"
+    assert named["dlq_value_sha256"] == hashlib.sha256(value).hexdigest().encode()
+    assert named["a"] == b"1"
+    weight = len(key) + len(copy) + sum(len(n) + len(v or b"") for n, v in headers)
+    assert DEAD_LETTER_MAX_BYTES - 200 < weight <= DEAD_LETTER_MAX_BYTES
+
+
+def test_headers_too_large_to_copy_are_left_out() -> None:
+    headers = [("junk", b"x" * DEAD_LETTER_MAX_BYTES)]
+    _, copy, kept = dead_letter_record(None, b"small", headers, "huge headers", WHERE)
+    named = dict(kept)
+    assert "junk" not in named and int(named["dlq_headers_dropped"]) > DEAD_LETTER_MAX_BYTES
+    assert copy == b"small"

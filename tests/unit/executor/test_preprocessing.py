@@ -7,10 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from executor_service.errors import ErrorCode, ImageUnreadable
 from executor_service.preprocessing import crop_box, decode, draft_size, prepare, value_table
+from tests.malformed_images import png_of_zeros
 from tests.unit.executor.images import (
     encode,
     fake_model,
@@ -265,3 +266,21 @@ def test_value_tables_match_the_model_cards() -> None:
     np.testing.assert_allclose(value_table(floats, "unit"), levels / 255, rtol=1e-6)
     with pytest.raises(ValueError, match="'pixels' input"):
         value_table(int8, "pixels")
+
+
+def test_a_real_decompression_bomb_is_refused_without_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 100 MP of real (compressed) pixel data in about 15 kB; reading a PNG's EXIF for the
+    # orientation would decode all of it, so the pixel limit has to come first.
+    data = png_of_zeros(10_000, 10_000)
+    assert len(data) < 50_000
+
+    def no_decoding(_image: object) -> None:
+        raise AssertionError("the bomb was decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with pytest.raises(ImageUnreadable, match="exceeds the limit"):
+            decode(data, color="L", draft_size=None, max_pixels=LIMIT)

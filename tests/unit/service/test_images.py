@@ -1,9 +1,10 @@
 import io
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from inference_service.domain.images import ImageTooLarge, InvalidImage, inspect_image
+from tests.malformed_images import png_of_zeros
 
 LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
 
@@ -87,3 +88,29 @@ def test_a_decompression_bomb_is_refused_before_decoding() -> None:
     with pytest.raises(ImageTooLarge) as raised:
         inspect_image(bomb, **LIMITS)
     assert raised.value.code == "too-many-pixels"
+
+
+def test_a_real_decompression_bomb_is_refused_without_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_decoding(_image: object) -> None:
+        raise AssertionError("the bomb was decoded")
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", no_decoding)
+    with pytest.raises(ImageTooLarge) as raised:
+        inspect_image(png_of_zeros(10_000, 10_000), **LIMITS)
+    assert raised.value.code == "too-many-pixels"
+
+
+def test_a_camera_jpeg_with_a_second_picture_is_a_jpeg() -> None:
+    data = encode(photo(), "MPO", save_all=True, append_images=[photo().rotate(180)])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    assert inspect_image(data, **LIMITS).media_type == "image/jpeg"
+
+
+def test_the_size_recorded_is_the_upright_one() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise
+    data = encode(photo(64, 48), "JPEG", exif=exif.tobytes())
+    info = inspect_image(data, **LIMITS)
+    assert (info.width, info.height) == (48, 64)

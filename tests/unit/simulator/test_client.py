@@ -177,6 +177,39 @@ async def test_state_changes_without_an_idempotency_key_are_never_retried() -> N
     ]
 
 
+def rate_limited() -> httpx.Response:
+    answer = problem(429, title="Too Many Requests", type="urn:cvinference:problem:rate-limited")
+    answer.headers["Retry-After"] = "0"  # the service says at least 1; 0 keeps the test fast
+    return answer
+
+
+@synchronously
+async def test_a_429_is_retried_for_every_request_after_its_retry_after() -> None:
+    # The service refused the request before doing anything: a state change is safe to resend.
+    recorder = Recorder(
+        rate_limited(),
+        httpx.Response(202, json={**JOB, "status": "QUEUED"}),
+        rate_limited(),
+        httpx.Response(204),
+    )
+    async with recorder.client() as client:
+        job = await client.execute_job(JOB_ID)
+        await client.delete_job(JOB_ID)
+    assert job is not None and job.status == "QUEUED"
+    assert [r.method for r in recorder.requests] == ["POST", "POST", "DELETE", "DELETE"]
+    assert client.retries == {"HTTP 429": 2}
+
+
+@synchronously
+async def test_429_retries_are_bounded() -> None:
+    recorder = Recorder(rate_limited())
+    async with recorder.client(max_attempts=3) as client:
+        with pytest.raises(ApiError) as caught:
+            await client.cancel_job(JOB_ID)
+    assert caught.value.status == 429 and caught.value.kind == "HTTP 429 rate-limited"
+    assert len(recorder.requests) == 3
+
+
 @synchronously
 async def test_cancel_sends_its_reason_and_returns_the_job() -> None:
     recorder = Recorder(httpx.Response(200, json={**JOB, "status": "CANCELLED"}))

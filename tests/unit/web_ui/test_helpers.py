@@ -24,7 +24,14 @@ from tests.unit.web_ui.fake_api import (
     digits_result,
 )
 from web_ui.__main__ import command
-from web_ui.api import ApiProblem, ApiUnreachable, InferenceApi, Job, UnexpectedAnswer
+from web_ui.api import (
+    ApiProblem,
+    ApiUnreachable,
+    ImageUpload,
+    InferenceApi,
+    Job,
+    UnexpectedAnswer,
+)
 from web_ui.chart_data import (
     Bar,
     chart_table,
@@ -177,6 +184,42 @@ def test_an_answer_that_is_not_a_model_list_is_unexpected() -> None:
     )
     with pytest.raises(UnexpectedAnswer):
         api.list_models()
+
+
+def answers(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    """A transport that answers from a list (the last one again when it runs out)."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return responses[min(len(seen), len(responses)) - 1]
+
+    return httpx.MockTransport(handle), seen
+
+
+def too_many(retry_after: str) -> httpx.Response:
+    body = {"title": "Too Many Requests", "status": 429, "detail": "slow down"}
+    return httpx.Response(429, json=body, headers={"Retry-After": retry_after})
+
+
+def test_a_429_is_sent_again_after_its_retry_after() -> None:
+    transport, seen = answers(
+        too_many("2"), too_many("600"), httpx.Response(201, json={"id": JOB_ID, "status": "QUEUED"})
+    )
+    sleeps: list[float] = []
+    api = InferenceApi("http://api.test", transport=transport, sleep=sleeps.append)
+    job = api.submit("m", ImageUpload("a.png", b"png", "image/png"))
+    assert job.id == JOB_ID
+    assert sleeps == [2.0, 5.0]  # a long Retry-After is capped
+    assert [r.method for r in seen] == ["POST"] * 3
+
+
+def test_429_retries_are_bounded_then_the_problem_shows() -> None:
+    transport, seen = answers(too_many("1"))
+    api = InferenceApi("http://api.test", transport=transport, sleep=lambda _: None)
+    with pytest.raises(ApiProblem, match="429 Too Many Requests: slow down"):
+        api.job(JOB_ID)
+    assert len(seen) == 1 + api.rate_limit_retries
 
 
 def test_a_closed_port_is_unreachable() -> None:

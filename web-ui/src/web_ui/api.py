@@ -2,18 +2,24 @@
 
 Every failure becomes one of three exceptions the page can show as one readable line:
 `ApiUnreachable` (nothing answers), `ApiProblem` (an RFC 9457 answer) and `UnexpectedAnswer`.
+A 429 (over the rate limit) is sent again after its `Retry-After`, a few times at most: the
+service did nothing with the refused request, so even a job submission is safe to resend.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 
 Task = Literal["classification", "object_detection"]
 TERMINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELLED"})
+RATE_LIMIT_RETRIES: Final = 3
+MAX_RETRY_AFTER_S: Final = 5.0
 
 
 class ApiFailure(Exception):
@@ -93,8 +99,12 @@ class InferenceApi:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout_s: float = 10.0,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.rate_limit_retries = rate_limit_retries
+        self._sleep = sleep
         headers = {"User-Agent": "cvinference-web-ui/0.1", "Accept": "application/json"}
         if api_key:
             headers["X-API-Key"] = api_key
@@ -136,18 +146,35 @@ class InferenceApi:
             raise UnexpectedAnswer(f"not a job: {body!r:.200}") from exc
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
-        except httpx.TransportError as exc:
-            raise ApiFailure(f"{method} {path}: {type(exc).__name__} {exc}".rstrip()) from exc
+        response = self._request(method, path, **kwargs)
+        for _ in range(self.rate_limit_retries):
+            if response.status_code != 429:
+                break
+            self._sleep(retry_after_s(response))
+            response = self._request(method, path, **kwargs)
         if not response.is_success:
             raise problem_of(response)
         try:
             return response.json()
         except ValueError as exc:
             raise UnexpectedAnswer(f"{method} {path}: the answer is not JSON") from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        except httpx.TransportError as exc:
+            raise ApiFailure(f"{method} {path}: {type(exc).__name__} {exc}".rstrip()) from exc
+
+
+def retry_after_s(response: httpx.Response) -> float:
+    """The answer's Retry-After in seconds (capped); 1 s when it is absent or an HTTP date."""
+    try:
+        seconds = float(response.headers.get("Retry-After", "1"))
+    except ValueError:
+        seconds = 1.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def problem_of(response: httpx.Response) -> ApiProblem:

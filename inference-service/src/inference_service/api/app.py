@@ -24,6 +24,7 @@ from inference_service.api import problems
 from inference_service.api.classify import ClassifyApi
 from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, StreamsApi
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
+from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware
 from inference_service.api.security import api_key_handler
 from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
 from inference_service.api.validation import validator_map
@@ -82,6 +83,15 @@ def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> Asy
         strict_validation=True,
         swagger_ui_options=SwaggerUIOptions(swagger_ui_path="/ui"),
     )
+    if settings.rate_limit_per_second > 0:
+        # Added first, so it is the outermost: a refused request is never read.
+        app.add_middleware(
+            RateLimitMiddleware,
+            position=MiddlewarePosition.BEFORE_SWAGGER,
+            limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+            clients_by_key=clients,
+            base_path=settings.base_path,
+        )
     app.add_middleware(
         BodyLimitMiddleware,
         position=MiddlewarePosition.BEFORE_SWAGGER,

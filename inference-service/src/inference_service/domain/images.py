@@ -24,6 +24,11 @@ MEDIA_TYPES: Final = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
 }
+# Pillow opens a JPEG with a multi-picture index (many cameras and phones write one) as MPO;
+# it is still a JPEG, and the executor decodes its first picture.
+_OPENED_AS: Final = {**MEDIA_TYPES, "MPO": "image/jpeg"}
+_EXIF_ORIENTATION: Final = 0x0112
+_SWAPS_AXES: Final = frozenset({5, 6, 7, 8})  # orientations that turn the picture by 90 degrees
 
 
 class InvalidImage(ValueError):
@@ -58,15 +63,10 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         # Our own pixel limit applies below; Pillow's global one must not decide first.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                media_type = MEDIA_TYPES.get(image.format or "")
+            # Only the accepted formats' parsers ever see the bytes (no EPS, PSD, ...).
+            with Image.open(io.BytesIO(data), formats=tuple(MEDIA_TYPES)) as image:
+                media_type = _OPENED_AS[image.format or "JPEG"]
                 width, height = image.size
-                if media_type is None:
-                    raise InvalidImage(
-                        f"{image.format} images are not accepted; send one of "
-                        + ", ".join(sorted(MEDIA_TYPES.values())),
-                        "unsupported-image-type",
-                    )
                 if width < 1 or height < 1:
                     raise InvalidImage("the image has no pixels", "corrupt-image")
                 if width * height > max_pixels:
@@ -76,13 +76,18 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
                         "too-many-pixels",
                     )
                 _decode(image)
+                # After decoding: reading a PNG's EXIF decodes the whole image (a bomb's too).
+                if turned_sideways(image):
+                    width, height = height, width
         except (InvalidImage, ImageTooLarge):
             raise
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(str(exc), "too-many-pixels") from exc
         except UnidentifiedImageError as exc:
             raise InvalidImage(
-                "the body is not an image of a known format", "unsupported-image-type"
+                "the body is not an image in a format we accept; send one of "
+                + ", ".join(sorted(MEDIA_TYPES.values())),
+                "unsupported-image-type",
             ) from exc
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
             raise InvalidImage(f"the image is corrupt: {exc}", "corrupt-image") from exc
@@ -93,6 +98,16 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def turned_sideways(image: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the picture by 90 degrees to show it: the job then
+    records the upright width and height, as the executor sees them and as detection boxes
+    refer to them."""
+    try:
+        return image.getexif().get(_EXIF_ORIENTATION) in _SWAPS_AXES
+    except Exception:  # a broken EXIF block does not make the picture unusable
+        return False
 
 
 def _decode(image: Image.Image) -> None:

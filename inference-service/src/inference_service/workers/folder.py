@@ -24,7 +24,7 @@ from inference_common.events import (
     Envelope,
     EventType,
     InvalidEvent,
-    dead_letter_headers,
+    dead_letter_record,
     from_record,
 )
 from inference_common.kafka import consume_available
@@ -278,16 +278,19 @@ class ResultFolder:
     async def _dead_letter(self, producer: Producer, message: Message, error: str) -> None:
         log.warning("dead-lettering %s: %s", _where(message), error)
         outcome: list[KafkaError | None] = []
+        key, value, headers = dead_letter_record(
+            message.key(),
+            message.value(),
+            header_pairs(message),
+            error,
+            (message.topic() or "", message.partition() or 0, message.offset() or 0),
+        )
+        header_list: list[tuple[str, str | bytes | None]] = list(headers)
         producer.produce(
             self.config.dead_letter_topic,
-            key=message.key(),
-            value=message.value(),
-            headers=[
-                *header_pairs(message),
-                *dead_letter_headers(
-                    error, message.topic() or "", message.partition() or 0, message.offset() or 0
-                ),
-            ],
+            key=key,
+            value=value,
+            headers=header_list,
             on_delivery=lambda err, _msg: outcome.append(err),
         )
         while not outcome:

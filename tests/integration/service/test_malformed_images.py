@@ -1,0 +1,101 @@
+"""The malformed image corpus through the API: a clear 4xx problem, or accepted as what it is.
+
+No executor runs here: an accepted image sent to a classify operation ends in its documented
+504 (the job was created and goes on), which is how these tests tell "accepted" there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from inference_common.kafka import ensure_topics
+from tests.integration.service.harness import (
+    RunningService,
+    assert_problem,
+    post_job,
+    service_settings,
+    start_service,
+)
+from tests.malformed_images import DIGIT_MODEL, Sample, corpus
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(isolated_env: dict[str, str]) -> Iterator[RunningService]:
+    settings = service_settings(run_live=False, run_folder=False, classify_timeout_seconds=0.2)
+    ensure_topics(settings)
+    service = start_service(settings, wait_live=False)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def check(
+    sample: Sample, response: httpx.Response, accepted: int, refused_status: int | None = None
+):
+    """None when the answer is the sample's; otherwise what differs, for one readable report."""
+    try:
+        if sample.refused is None:
+            assert response.status_code == accepted, response.text
+        else:
+            status, slug = sample.refused
+            assert_problem(response, refused_status or status, slug)
+    except AssertionError as exc:
+        return f"{sample.name}: {exc}"
+    return None
+
+
+def raw(client: httpx.Client, method: str, path: str, sample: Sample) -> httpx.Response:
+    return client.request(
+        method, path, content=sample.data, headers={"content-type": sample.declared_type}
+    )
+
+
+def test_create_and_put_image(api: RunningService) -> None:
+    client = api.client
+    wrong: list[str | None] = []
+    for sample in corpus():
+        created = client.post(
+            "/jobs",
+            files={"image": (sample.filename, sample.data, sample.declared_type)},
+            data={"model": sample.model},
+        )
+        wrong.append(check(sample, created, 201))
+        if sample.refused is None and created.status_code == 201:
+            image = created.json()["image"]
+            if (image["media_type"], image["width"], image["height"]) != (
+                sample.media_type,
+                *(sample.size or ()),
+            ):
+                wrong.append(f"{sample.name}: recorded as {image}")
+            stored = client.get(f"/jobs/{created.json()['id']}/image")
+            if stored.content != sample.data or stored.headers["content-type"] != sample.media_type:
+                wrong.append(f"{sample.name}: read back differently")
+        if not sample.declared_type.startswith("image/"):
+            continue  # PUT takes image/* only (415 otherwise, tested in test_errors)
+        job = post_job(client, model=sample.model).json()
+        wrong.append(check(sample, raw(client, "PUT", f"/jobs/{job['id']}/image", sample), 200))
+    assert [problem for problem in wrong if problem] == []
+
+
+def test_classify(api: RunningService) -> None:
+    client = api.client
+    wrong: list[str | None] = []
+    for sample in corpus():
+        if sample.model == DIGIT_MODEL:
+            answer = raw(client, "POST", "/mnist/classify", sample)
+            # The challenge's endpoint answers every invalid input with 404.
+            wrong.append(check(sample, answer, 504, refused_status=404))
+        answer = raw(client, "POST", f"/models/{sample.model}/classify", sample)
+        wrong.append(check(sample, answer, 504))
+        form = client.post(
+            f"/models/{sample.model}/classify",
+            files={"image": (sample.filename, sample.data, sample.declared_type)},
+        )
+        wrong.append(check(sample, form, 504))
+    assert [problem for problem in wrong if problem] == []
