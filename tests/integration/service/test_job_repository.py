@@ -144,3 +144,19 @@ def test_open_jobs_for_the_relay_and_the_sweeper(
         assert await restarted.pending_outboxes(10) == []
 
     run(settings, check_in_process, scenario)
+
+
+def test_a_database_of_the_previous_version_is_brought_up_to_date(
+    settings: CommonSettings,
+) -> None:
+    async def scenario(jobs: JobRepository) -> None:
+        await jobs.collection.create_index(
+            [("owner", 1), ("idem", 1)], unique=True, name="owner_idem"
+        )
+        await jobs.ensure_indexes()
+        names = {index["name"] async for index in await jobs.collection.list_indexes()}
+        assert "owner_idem" not in names
+        await jobs.insert(job("first"))
+        await jobs.insert(job("second"))  # the same owner, neither with an `idem`
+
+    run(settings, True, scenario)

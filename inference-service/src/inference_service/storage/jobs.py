@@ -30,6 +30,12 @@ INDEXES = [
     IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
 ]
 
+# Indexes of earlier versions that would now get in the way: a database written by one of
+# them is brought up to date at start. owner_idem: unique (owner, idem), the idempotency keys
+# before they moved to their own collection; new jobs have no `idem`, so it would refuse the
+# second job of each owner.
+RETIRED_INDEXES: Final = frozenset({"owner_idem"})
+
 
 @dataclass(frozen=True)
 class JobFilter:
@@ -185,6 +191,8 @@ class JobRepository:
         """Only the missing ones, one at a time: FerretDB 1.24 drops the connection (a panic
         in the server) when one createIndexes names several indexes that already exist."""
         existing = {index["name"] async for index in await self.collection.list_indexes()}
+        for name in RETIRED_INDEXES & existing:
+            await self.collection.drop_index(name)
         for model in INDEXES:
             if model.document["name"] not in existing:
                 await self.collection.create_indexes([model])
