@@ -1,4 +1,5 @@
-"""Synchronous classification: a job created and executed like any other, then awaited.
+"""Synchronous classification: a job created and executed like any other, then awaited; and
+the long poll of `GET /jobs/{id}?wait=`, which awaits a job the same way.
 
 The request shares everything with the asynchronous API (the executors, the events, the job
 record); it only waits, bounded, for the job to settle. The result folder wakes the waiter
@@ -60,19 +61,26 @@ class Classifier:
         return await self.settle(request.owner, job)
 
     async def settle(self, owner: str, job: Document) -> Document:
+        job = await self.wait(owner, job, self.policy.timeout_seconds)
+        if not JobStatus(job["status"]).terminal:
+            raise ClassificationTimedOut(job["_id"], self.policy.timeout_seconds)
+        if job["status"] != JobStatus.DONE.value or not job.get("result"):
+            raise ClassificationFailed(job)
+        return job
+
+    async def wait(self, owner: str, job: Document, seconds: float) -> Document:
+        """The job once it is terminal, or as it is after `seconds` (a long poll)."""
         job_id: str = job["_id"]
-        deadline = time.monotonic() + self.policy.timeout_seconds
+        deadline = time.monotonic() + seconds
         with self.settled.watch(job_id) as changed:
             while not JobStatus(job["status"]).terminal:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise ClassificationTimedOut(job_id, self.policy.timeout_seconds)
+                    break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         changed.wait(), min(left, self.policy.poll_interval_seconds)
                     )
                 changed.clear()
                 job = await self.service.get(owner, job_id)
-        if job["status"] != JobStatus.DONE.value or not job.get("result"):
-            raise ClassificationFailed(job)
         return job

@@ -170,8 +170,10 @@ class InferenceClient:
         )
         return Job.from_json(body)
 
-    async def get_job(self, job_id: str) -> Job:
-        return Job.from_json(await self._json("GET", f"/jobs/{job_id}", retry=True))
+    async def get_job(self, job_id: str, wait_s: float = 0.0) -> Job:
+        """`wait_s`: the server's long poll, answering once the job is finished or after that."""
+        params = {"wait": f"{wait_s:g}"} if wait_s > 0 else None
+        return Job.from_json(await self._json("GET", f"/jobs/{job_id}", retry=True, params=params))
 
     async def execute_job(self, job_id: str) -> Job | None:
         return _job_or_none(await self._json("POST", f"/jobs/{job_id}/execution", retry=False))

@@ -149,7 +149,7 @@ class RunTimers:
     poll_with_stream_s: float = 5.0
     poll_without_stream_s: float = 1.0
     stream_wait_s: float = 2.0
-    recheck_s: float = 0.05
+    settle_wait_s: float = 5.0
     reconnect_max_s: float = 10.0
 
 
@@ -281,22 +281,17 @@ class TrafficRun:
     async def _await_terminal(self, outcome: JobOutcome, job: Job) -> Job:
         signal = self._signals.register(job.id)
         deadline = (outcome.submitted_at or 0.0) + self.result_timeout_s
-        recheck: float | None = None
         while not job.terminal:
             remaining = deadline - self.now()
             if remaining <= 0:
                 raise TimeoutError
-            interval = self._poll_interval() if recheck is None else recheck
-            await wait_at_most(signal, min(remaining, interval))
-            if signal.is_set():
-                # The event stream can be ahead of the job's record (the service folds
-                # results in separately): read again soon, backing off, until they agree.
-                recheck = self.timers.recheck_s
-            elif recheck is not None:
-                recheck = min(recheck * 2, self._poll_interval())
+            await wait_at_most(signal, min(remaining, self._poll_interval()))
+            # The event stream can be ahead of the job's record (the service folds results
+            # in separately): after a settling event, the read waits on the server for it.
+            wait_s = min(remaining, self.timers.settle_wait_s) if signal.is_set() else 0.0
             signal.clear()
             try:
-                job = await self.client.get_job(job.id)
+                job = await self.client.get_job(job.id, wait_s)
             except ApiError as exc:
                 if exc.status < 500 and exc.status != 429:
                     raise  # the job is gone or we may not see it: waiting will not help

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 from inference_common.events import EventType
@@ -197,3 +200,24 @@ def test_health_and_readiness(service: RunningService) -> None:
     ready = httpx.get(service.url + "/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"mongodb": True, "kafka": True}
     assert httpx.get(service.url + "/api/v1/inference/ui/").status_code == 200
+
+
+def test_a_long_poll_answers_when_the_job_finishes(
+    service: RunningService, jobs_topic: TopicReader, executor: Executor
+) -> None:
+    job = new_job(service.client, execute=True)
+    waiting = service.client.get(f"/jobs/{job['id']}", params={"wait": 0.2}).json()
+    assert waiting["status"] == "QUEUED"  # nothing happened: the job as it is after the wait
+
+    (request,) = requests_for(jobs_topic, job["id"], 1)
+    answer: dict[str, Any] = {}
+    poll = threading.Thread(
+        target=lambda: answer.update(
+            service.client.get(f"/jobs/{job['id']}", params={"wait": 20}).json()
+        )
+    )
+    poll.start()
+    executor.started(request)
+    executor.completed(request)
+    poll.join(30)
+    assert answer["status"] == "DONE"  # one request, answered once the result was folded

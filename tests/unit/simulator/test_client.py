@@ -294,3 +294,14 @@ async def test_an_event_stream_that_is_refused_is_a_problem() -> None:
         with pytest.raises(ApiError, match="401 Unauthorized: missing X-API-Key"):
             async for _ in client.events():
                 pass
+
+
+@synchronously
+async def test_a_job_read_may_ask_the_server_to_wait_for_the_result() -> None:
+    recorder = Recorder(httpx.Response(200, json={**JOB, "status": "DONE"}))
+    async with recorder.client() as client:
+        await client.get_job(JOB_ID)
+        await client.get_job(JOB_ID, wait_s=2.5)
+    plain, waiting = recorder.requests
+    assert "wait" not in plain.url.params
+    assert waiting.url.params["wait"] == "2.5"

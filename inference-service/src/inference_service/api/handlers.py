@@ -16,6 +16,7 @@ from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
 from inference_service.api.validation import ValidationProblem, collect
+from inference_service.classifier import Classifier
 from inference_service.domain.catalog import ModelCatalog, UnknownModel
 from inference_service.domain.clock import as_utc
 from inference_service.domain.images import check_size
@@ -37,6 +38,8 @@ class Services(Protocol):
     def service(self) -> JobService: ...
     @property
     def live(self) -> LiveEvents | None: ...
+    @property
+    def classifier(self) -> Classifier: ...
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
@@ -157,8 +160,12 @@ class JobsApi:
         assert isinstance(parsed, dict)
         return parsed
 
-    async def get_job(self, job_id: str, user: str | None = None) -> Answer:
-        return answer(self._view(await self.service.get(owner_of(user), job_id)))
+    async def get_job(self, job_id: str, wait: float = 0.0, user: str | None = None) -> Answer:
+        owner = owner_of(user)
+        job = await self.service.get(owner, job_id)
+        if wait > 0:
+            job = await self._services.classifier.wait(owner, job, wait)
+        return answer(self._view(job))
 
     async def delete_job(self, job_id: str, user: str | None = None) -> Response:
         await self.service.delete(owner_of(user), job_id, request_span())
