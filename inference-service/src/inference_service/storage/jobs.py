@@ -329,8 +329,14 @@ class JobRepository:
         """Drop exactly the delivered entries; the flag clears only if nothing new arrived."""
         emptied = {"outbox": {"$size": 0}}
         async with self._locks(job_id):
-            await self.collection.update_one({"_id": job_id}, {"$pullAll": {"outbox": delivered}})
-            if await self._holds(job_id, emptied):
+            left = await self.collection.find_one_and_update(
+                {"_id": job_id},
+                {"$pullAll": {"outbox": delivered}},
+                return_document=ReturnDocument.AFTER,
+            )
+            # What is left tells whether to clear the flag: exact on FerretDB (under the job's
+            # lock); on MongoDB a hint, and the filter decides.
+            if left is not None and matches(left, emptied):
                 self._track(
                     await self.collection.find_one_and_update(
                         self._filter(job_id, emptied),
