@@ -50,8 +50,9 @@ class ServiceSettings(CommonSettings):
 
     # POST /mnist/classify and /models/{model}/classify wait this long for the job (504 after).
     classify_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Their re-read of the job when no in-process notification came (folded elsewhere).
-    classify_poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # Their re-read of the job, and the long poll's (GET /jobs/{id}?wait=), when no in-process
+    # notification came (folded by another replica, failed by the sweeper).
+    classify_poll_interval_seconds: float = Field(default=2.0, gt=0)
 
     # One JSON line per HTTP request (method, route, status, duration, trace id). Off by
     # default: the request metrics count every request, and pollers would flood the log.

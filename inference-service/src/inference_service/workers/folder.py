@@ -77,7 +77,7 @@ class ResultFolder:
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.jobs = jobs
-        # Told the job id of every event applied (wakes the synchronous classify requests).
+        # Told the job id of every job a result finished (wakes requests waiting for it).
         self._on_applied = on_applied
         self.scheduler = scheduler
         self.schemas = schemas
@@ -182,7 +182,7 @@ class ResultFolder:
         outcome = Outcome.IGNORED if entered is None else Outcome.APPLIED
         self.metrics.results_folded.labels(envelope.type.short, outcome.value).inc()
         _log_fold(envelope, entered)
-        if entered is not None and self._on_applied is not None:
+        if entered is not None and entered.terminal and self._on_applied is not None:
             self._on_applied(envelope.subject)
         return outcome
 
