@@ -1,17 +1,19 @@
 """Benchmark: the same backlog drained by 1, 2, 3 executor processes in one consumer group.
 
     uv run python -m executor_service.scale_bench [--models NAME ...] [--jobs 400]
-                                [--repeats 3] [--executors 1 2 3] [--partitions 3]
+                                [--rounds 3] [--executors 1 2 3] [--partitions 3]
 
-Per model and per point, in one run: fresh topics with `--partitions` partitions, N processes of
-`python -m executor_service` with EXECUTOR_WORKERS=1 in one group, started and holding their
-partitions before anything is produced; then `--repeats` backlogs of `--jobs` execution_requested
-events keyed by job id, one after the other. Each drain's rate comes from the events (first
-started_at to last completed_at); a point's figure is the median drain, its ratio is against the
-one-executor point of the same run. Also printed: the jobs each executor finished, and the cores
-kept busy meanwhile by the executors, by the stack (Kafka, FerretDB) and by everything else on
-the machine, read from /proc: with C cores, more than C executors cannot go faster whatever the
-partitions, and other load on the machine shows in the last figure.
+Per model, `--rounds` rounds, each trying every executor count in turn (interleaved, so a change
+in the machine's other load falls on every count alike). One try: fresh topics with
+`--partitions` partitions; N processes of `python -m executor_service` with EXECUTOR_WORKERS=1 in
+a group of their own, started and holding their partitions before anything is produced; then a
+backlog of `--jobs` execution_requested events keyed by job id. The rate comes from the events
+(first started_at to last completed_at). A count's figure is its median try, its ratio is
+against the one-executor figure of the same run. Also printed: the jobs each executor finished,
+the CPU time per job of the executors, Kafka and FerretDB (from /proc; at the measured rate,
+ms per job x jobs/s / 1000 is the cores they kept busy), and the cores everything else on the
+machine used meanwhile: with C cores, more than C executors cannot go faster whatever the
+partitions, and other load shows in that last figure.
 Needs the local stack and the asset cache; uses its own topics, groups and database.
 """
 
@@ -29,6 +31,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +51,45 @@ DEFAULT_MODELS = ["mnist-lstm-tflm-float32", "mobilenet-v2-imagenet-quant"]
 
 
 @dataclass(frozen=True)
+class Workload:
+    model: str
+    task: str
+    refs: list[dict[str, Any]]  # stored images, used round robin
+    jobs: int
+
+
+@dataclass(frozen=True)
+class Try:
+    """One backlog drained by one group of executors."""
+
+    rate: float  # jobs/s
+    per_executor: list[int]  # jobs completed by each process, most first
+    cpu_ms: dict[str, float]  # CPU ms per job: executors, then the stack's processes
+    other_cores: float  # CPU s per wall s of every other process on the machine
+
+
+@dataclass(frozen=True)
 class Point:
     executors: int
-    jobs: int
-    rates: list[float]  # jobs/s of each drain
-    per_executor: list[int]  # jobs completed by each process over every drain, most first
-    cores: dict[str, float]  # CPU seconds per wall second, by process group
+    tries: list[Try]
 
     @property
     def rate(self) -> float:
-        return statistics.median(self.rates)
+        return statistics.median(t.rate for t in self.tries)
+
+    @property
+    def cpu_ms(self) -> dict[str, float]:
+        names = self.tries[0].cpu_ms
+        return {
+            name: statistics.median(t.cpu_ms.get(name, 0.0) for t in self.tries) for name in names
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="executor-scale-bench", description=__doc__)
     parser.add_argument("--models", nargs="*", default=DEFAULT_MODELS)
-    parser.add_argument("--jobs", type=int, default=400, help="backlog per drain")
-    parser.add_argument("--repeats", type=int, default=3, help="drains per point")
+    parser.add_argument("--jobs", type=int, default=400, help="backlog of one try")
+    parser.add_argument("--rounds", type=int, default=3, help="tries per executor count")
     parser.add_argument("--executors", nargs="*", type=int, default=[1, 2, 3])
     parser.add_argument("--partitions", type=int, default=3)
     args = parser.parse_args(argv)
@@ -72,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     store = AssetStore.from_settings(settings)
     print(_machine(args), flush=True)
     for name in args.models:
-        points = _bench_model(name, store, settings, args.executors, (args.jobs, args.repeats))
+        points = _bench_model(name, store, settings, args)
         print(_table(name, points), flush=True)
     return 0
 
@@ -81,46 +106,33 @@ def _machine(args: argparse.Namespace) -> str:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"machine: {os.cpu_count()} CPUs, load average {load}; {args.partitions} partitions, "
-        f"EXECUTOR_WORKERS=1 per process, {args.repeats} drains of {args.jobs} jobs per point"
+        f"EXECUTOR_WORKERS=1 per process, {args.rounds} rounds of {args.jobs} jobs per count"
     )
 
 
 def _bench_model(
-    name: str,
-    store: AssetStore,
-    settings: ExecutorSettings,
-    counts: list[int],
-    backlog: tuple[int, int],
+    name: str, store: AssetStore, settings: ExecutorSettings, args: argparse.Namespace
 ) -> list[Point]:
     _image_name, data = image_for(name, store)
-    task = store.manifest.model_spec(name).task
     database = f"bench_{uuid.uuid4().hex[:8]}"
     run_settings = settings.model_copy(update={"mongodb_database": database})
     try:
         refs = store_images(run_settings, data)
-        points = []
-        for count in counts:
-            points.append(_drain(run_settings, count, name, task, refs, backlog=backlog))
-            print(_line(name, points[-1], points[0]), flush=True)
-        return points
+        workload = Workload(name, store.manifest.model_spec(name).task, refs, args.jobs)
+        tries: dict[int, list[Try]] = {count: [] for count in args.executors}
+        for _round in range(args.rounds):
+            for count in args.executors:
+                tries[count].append(_drain(run_settings, count, workload))
+                print(_line(name, count, tries[count][-1]), flush=True)
+        return [Point(count, tried) for count, tried in tries.items()]
     finally:
         client = sync_client(settings)
         client.drop_database(database)
         client.close()
 
 
-def _drain(
-    settings: ExecutorSettings,
-    count: int,
-    model: str,
-    task: str,
-    refs: list[dict[str, Any]],
-    *,
-    backlog: tuple[int, int],
-) -> Point:
-    """`count` executors in a group of their own on fresh topics drain `backlog` (jobs,
-    repeats): that many requests, that many times."""
-    jobs, repeats = backlog
+def _drain(settings: ExecutorSettings, count: int, workload: Workload) -> Try:
+    """`count` executors in a group of their own on fresh topics drain the workload."""
     suffix = uuid.uuid4().hex[:8]
     topics = {
         "TOPIC_JOBS": f"bench.{suffix}.jobs",
@@ -155,22 +167,23 @@ def _drain(
         _wait_for_group(run_settings, group, min(count, settings.topic_partitions))
         processes = _processes(settings, [process.pid for process, _port in executors])
         before = {pid: cpu_seconds(pid) for pids in processes.values() for pid in pids}
-        machine_before = _machine_cpu_seconds()
-        began = time.monotonic()
-        rates: list[float] = []
-        finishers: Counter[str] = Counter()
-        for _ in range(repeats):
-            job_ids = produce_requests(run_settings, model, task, refs, jobs)
-            rate, by_executor = _completions(run_settings, set(job_ids))
-            rates.append(rate)
-            finishers.update(by_executor)
-        wall = time.monotonic() - began
-        cores = {
-            name: sum(cpu_seconds(pid) - before[pid] for pid in pids) / wall
+        machine_before, began = _machine_cpu_seconds(), time.monotonic()
+        job_ids = produce_requests(
+            run_settings, workload.model, workload.task, workload.refs, workload.jobs
+        )
+        rate, finishers = _completions(run_settings, set(job_ids))
+        spent = {
+            name: sum(cpu_seconds(pid) - before[pid] for pid in pids)
             for name, pids in processes.items()
         }
-        cores["other"] = (_machine_cpu_seconds() - machine_before) / wall - sum(cores.values())
-    return Point(count, jobs, rates, sorted(finishers.values(), reverse=True), cores)
+        machine = _machine_cpu_seconds() - machine_before
+        wall = time.monotonic() - began
+    return Try(
+        rate,
+        sorted(finishers.values(), reverse=True),
+        {name: seconds * 1000 / workload.jobs for name, seconds in spent.items()},
+        (machine - sum(spent.values())) / wall,
+    )
 
 
 def _processes(settings: ExecutorSettings, executors: list[int]) -> dict[str, list[int]]:
@@ -255,34 +268,36 @@ def _delete_topics(settings: ExecutorSettings) -> None:
     AdminClient(client_config(settings)).delete_topics(topics, operation_timeout=10)
 
 
-def _line(model: str, point: Point, base: Point) -> str:
-    cores = ", ".join(f"{name} {value:.2f}" for name, value in point.cores.items())
+def _line(model: str, count: int, tried: Try) -> str:
+    cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in tried.cpu_ms.items())
     return (
-        f"{model}: {point.executors} executor(s) {point.rate:.0f} jobs/s "
-        f"(x{point.rate / base.rate:.2f}; drains {', '.join(f'{r:.0f}' for r in point.rates)}), "
-        f"jobs per executor {point.per_executor}; "
-        f"cores busy: {cores}"
+        f"{model}: {count} executor(s) {tried.rate:.0f} jobs/s, jobs per executor "
+        f"{tried.per_executor}; CPU ms per job: {cpu}; other load {tried.other_cores:.2f} cores"
     )
 
 
 def _table(model: str, points: list[Point]) -> str:
-    names = list(points[0].cores)
+    names = list(points[0].cpu_ms)
     lines = [
         f"{model}:",
         "",
-        "| executors | jobs/s (median) | vs one executor | drains (jobs/s) | jobs per executor | "
-        + " | ".join(f"cores busy: {name}" for name in names)
-        + " |",
-        "| ---: | ---: | ---: | --- | --- |" + " ---: |" * len(names),
+        "| executors | jobs/s (median) | vs one executor | tries (jobs/s) | jobs per executor "
+        "| CPU ms per job: " + ", ".join(names) + " | cores they kept busy | other load (cores) |",
+        "| ---: | ---: | ---: | --- | --- | --- | ---: | --- |",
     ]
     base = points[0].rate
-    lines += [
-        f"| {p.executors} | {p.rate:.0f} | {p.rate / base:.2f} "
-        f"| {', '.join(f'{r:.0f}' for r in p.rates)} | {', '.join(map(str, p.per_executor))} | "
-        + " | ".join(f"{p.cores.get(name, 0.0):.2f}" for name in names)
-        + " |"
-        for p in points
-    ]
+    for p in points:
+        cpu = p.cpu_ms
+        splits = (t.per_executor for t in p.tries)
+        per_executor = [sum(column) for column in zip_longest(*splits, fillvalue=0)]
+        lines.append(
+            f"| {p.executors} | {p.rate:.0f} | {p.rate / base:.2f} "
+            f"| {', '.join(f'{t.rate:.0f}' for t in p.tries)} "
+            f"| {', '.join(map(str, per_executor))} "
+            f"| {', '.join(f'{cpu[name]:.2f}' for name in names)} "
+            f"| {sum(cpu.values()) * p.rate / 1000:.2f} "
+            f"| {', '.join(f'{t.other_cores:.2f}' for t in p.tries)} |"
+        )
     return "\n".join(lines)
 
 
