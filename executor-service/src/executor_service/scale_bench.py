@@ -119,10 +119,11 @@ def _bench_model(
     try:
         refs = store_images(run_settings, data)
         workload = Workload(name, store.manifest.model_spec(name).task, refs, args.jobs)
+        stack = _stack_pids(settings)
         tries: dict[int, list[Try]] = {count: [] for count in args.executors}
         for _round in range(args.rounds):
             for count in args.executors:
-                tries[count].append(_drain(run_settings, count, workload))
+                tries[count].append(_drain(run_settings, count, workload, stack))
                 print(_line(name, count, tries[count][-1]), flush=True)
         return [Point(count, tried) for count, tried in tries.items()]
     finally:
@@ -131,7 +132,9 @@ def _bench_model(
         client.close()
 
 
-def _drain(settings: ExecutorSettings, count: int, workload: Workload) -> Try:
+def _drain(
+    settings: ExecutorSettings, count: int, workload: Workload, stack: dict[str, int]
+) -> Try:
     """`count` executors in a group of their own on fresh topics drain the workload."""
     suffix = uuid.uuid4().hex[:8]
     topics = {
@@ -165,7 +168,10 @@ def _drain(settings: ExecutorSettings, count: int, workload: Workload) -> Try:
         for _process, port in executors:
             wait_ready(port)
         _wait_for_group(run_settings, group, min(count, settings.topic_partitions))
-        processes = _processes(settings, [process.pid for process, _port in executors])
+        processes = {
+            "executors": [process.pid for process, _port in executors],
+            **{name: [pid] for name, pid in stack.items()},
+        }
         before = {pid: cpu_seconds(pid) for pids in processes.values() for pid in pids}
         machine_before, began = _machine_cpu_seconds(), time.monotonic()
         job_ids = produce_requests(
@@ -186,14 +192,20 @@ def _drain(settings: ExecutorSettings, count: int, workload: Workload) -> Try:
     )
 
 
-def _processes(settings: ExecutorSettings, executors: list[int]) -> dict[str, list[int]]:
-    stack = listening_pids(
-        {
-            "FerretDB": port_of(settings.mongodb_uri.get_secret_value(), 27017),
-            "Kafka": port_of(settings.kafka_bootstrap_servers, 9092),
-        }
-    )
-    return {"executors": executors, **{name: [pid] for name, pid in sorted(stack.items())}}
+def _stack_pids(settings: ExecutorSettings, attempts: int = 5) -> dict[str, int]:
+    """Kafka's and FerretDB's processes when they run here; looked up once, a few times if a
+    process's file descriptors changed under the scan."""
+    ports = {
+        "FerretDB": port_of(settings.mongodb_uri.get_secret_value(), 27017),
+        "Kafka": port_of(settings.kafka_bootstrap_servers, 9092),
+    }
+    found: dict[str, int] = {}
+    for _ in range(attempts):
+        found = {**listening_pids(ports), **found}
+        if len(found) == len(ports):
+            break
+        time.sleep(0.2)
+    return dict(sorted(found.items()))
 
 
 def _wait_for_group(
