@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -57,6 +57,10 @@ bench: serve  ## benchmark (not a test): the pipeline end to end against the bar
 
 bench-executor: assets up  ## benchmark: the executor alone, from Kafka to result events
 	$(RUN) python -m executor_service.bench --seconds 5
+
+bench-scale: assets up  ## benchmark: 1, 2, 3 executor processes in one group drain the same backlog (docs/scaling.md)
+	$(RUN) python -m executor_service.scale_bench --models mnist-lstm-tflm-float32 --jobs 1000
+	$(RUN) python -m executor_service.scale_bench --models mobilenet-v2-imagenet-quant --jobs 300
 
 lint: install
 	$(RUN) ruff check .

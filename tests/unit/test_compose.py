@@ -5,6 +5,8 @@ from typing import Any
 
 import yaml
 
+from inference_common.settings import CommonSettings
+
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -48,3 +50,14 @@ def test_services_reach_kafka_and_mongo_by_their_service_names() -> None:
         env = SERVICES[name]["environment"]
         assert f"PLAINTEXT://{env['KAFKA_BOOTSTRAP_SERVERS']}" in kafka_listeners
         assert env["MONGODB_URI"].startswith("mongodb://mongo:27017")
+
+
+def test_executors_scale_as_replicas_within_the_partitions() -> None:
+    """`docker compose up --scale executor-service=N` needs no fixed name or host port."""
+    executor = SERVICES["executor-service"]
+    assert "container_name" not in executor
+    assert "ports" not in executor
+    partitions = int(SERVICES["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"])
+    default = CommonSettings.model_fields["topic_partitions"].default
+    platform_partitions = int(executor["environment"].get("TOPIC_PARTITIONS", default))
+    assert executor["deploy"]["replicas"] <= min(partitions, platform_partitions)

@@ -100,7 +100,7 @@ def _machine(workers: int, threads: int, settings: ExecutorSettings) -> str:
 def _bench_model(
     name: str, store: AssetStore, settings: ExecutorSettings, seconds: float
 ) -> Figures:
-    image_name, data = _image_for(name, store)
+    image_name, data = image_for(name, store)
     ceiling, in_process = model_rates(name, store, settings, data, seconds)
     jobs = min(MAX_JOBS, max(200, int(in_process * seconds)))
     database = f"bench_{uuid.uuid4().hex[:8]}"
@@ -129,7 +129,7 @@ def model_rates(
     return ceiling, in_process
 
 
-def _image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
+def image_for(name: str, store: AssetStore) -> tuple[str, bytes]:
     if name in IMAGE_FOR:
         path = IMAGE_FOR[name]
         return Path(path).name, store.path_of(path).read_bytes()
@@ -220,8 +220,8 @@ def _executor_rate(
     }
     run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
     ensure_topics(run_settings)
-    refs = _store_images(run_settings, data)
-    port = _free_port()
+    refs = store_images(run_settings, data)
+    port = free_port()
     env = {
         **os.environ,
         **topics,
@@ -233,7 +233,7 @@ def _executor_rate(
     }
     process = subprocess.Popen([sys.executable, "-m", "executor_service"], env=env)
     try:
-        _wait_ready(port)
+        wait_ready(port)
         stack = listening_pids(
             {
                 "FerretDB": port_of(settings.mongodb_uri.get_secret_value(), 27017),
@@ -242,7 +242,7 @@ def _executor_rate(
         )
         processes = {"executor": process.pid, **dict(sorted(stack.items()))}
         before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-        _produce_requests(run_settings, model, task, refs, jobs)
+        produce_requests(run_settings, model, task, refs, jobs)
         rate = _completion_rate(run_settings, jobs)
         cpu_ms = {
             name: (cpu_seconds(pid) - before[name]) * 1000 / jobs for name, pid in processes.items()
@@ -253,13 +253,13 @@ def _executor_rate(
         process.wait(60)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def _wait_ready(port: int, timeout: float = 120.0) -> None:
+def wait_ready(port: int, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -272,7 +272,7 @@ def _wait_ready(port: int, timeout: float = 120.0) -> None:
     raise RuntimeError("the executor did not become ready")
 
 
-def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
+def store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any]]:
     client = sync_client(settings)
     try:
         images = client[settings.mongodb_database][IMAGE_COLLECTION]
@@ -294,13 +294,14 @@ def _store_images(settings: ExecutorSettings, data: bytes) -> list[dict[str, Any
     ]
 
 
-def _produce_requests(
+def produce_requests(
     settings: ExecutorSettings, model: str, task: str, refs: list[dict[str, Any]], jobs: int
-) -> None:
+) -> list[str]:
+    """`jobs` execution requests over `refs`, round robin; their job ids."""
     producer = Producer(producer_config(settings))
     deadline = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    for n in range(jobs):
-        job_id = uuid.uuid4().hex
+    job_ids = [uuid.uuid4().hex for _ in range(jobs)]
+    for n, job_id in enumerate(job_ids):
         data = {
             "job_id": job_id,
             "execution_id": uuid.uuid4().hex,
@@ -318,6 +319,7 @@ def _produce_requests(
         producer.produce(settings.topic_jobs, record.value, record.key, headers=headers)
         producer.poll(0)
     producer.flush(60)
+    return job_ids
 
 
 def _completion_rate(settings: ExecutorSettings, jobs: int, timeout: float = 600.0) -> float:

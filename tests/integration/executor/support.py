@@ -191,18 +191,35 @@ class ExecutorProcess:
 
 
 def wait_for_group(
-    settings: CommonSettings, group: str, members: int, timeout: float = 60.0
-) -> None:
-    """Until `members` consumers of the group each hold a share of the partitions."""
+    settings: CommonSettings,
+    group: str,
+    members: int,
+    timeout: float = 60.0,
+    *,
+    holding: int | None = None,
+) -> dict[str, set[int]]:
+    """Until the group is stable with `members` consumers, `holding` of them (default: all)
+    with a share of the jobs topic's partitions and every partition held; returns each
+    member's partitions by client id (the executor id)."""
+    holding = members if holding is None else holding
     admin = AdminClient(client_config(settings))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-        assigned = [m for m in description.members if m.assignment.topic_partitions]
-        if len(assigned) == members and str(description.state).endswith("STABLE"):
-            return
+        shares = {
+            member.client_id: {tp.partition for tp in member.assignment.topic_partitions}
+            for member in description.members
+        }
+        held = set().union(*shares.values())
+        if (
+            len(shares) == members
+            and sum(1 for share in shares.values() if share) == holding
+            and len(held) == settings.topic_partitions
+            and str(description.state).endswith("STABLE")
+        ):
+            return shares
         time.sleep(0.2)
-    raise TimeoutError(f"group {group} did not reach {members} members with partitions")
+    raise TimeoutError(f"group {group} did not reach {members} members, {holding} with partitions")
 
 
 class ExecutorThread:

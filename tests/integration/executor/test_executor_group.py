@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,26 +49,59 @@ def completions_of(count: int):
     return lambda messages: len(job_ids(messages, "completed")) >= count
 
 
-def test_three_processes_share_the_work(settings, group, spawn) -> None:
-    executors = [spawn(f"executor-{n}") for n in range(3)]
-    wait_for_group(settings, group, members=3)
-    jobs = requests_for(settings, "cat.bmp", 30)
-    produce(settings, [request_record(job) for job in jobs])
+def test_executors_share_the_partitions_up_to_their_count(settings, group, spawn) -> None:
+    """Scale-out by joining the group: with P = 3 partitions, 2 executors split them and
+    both work; 4 executors leave one idle. Jobs spread over every partition by job id, each
+    job is done by the owner of its partition, and every job completes once in effect."""
+    first = [spawn(f"executor-{n}") for n in range(2)]
+    shares = wait_for_group(settings, group, members=2)
+    assert sorted(len(shares[e.executor_id]) for e in first) == [1, 2]
+    batch = requests_for(settings, "cat.bmp", 30)
+    done = run_batch(settings, batch, shares)
+    assert set(done.values()) == {e.executor_id for e in first}
 
-    with topic_reader(settings, settings.topic_results) as reader:
-        messages = reader.read_until(completions_of(len(jobs)), timeout=120)
+    later = [spawn(f"executor-{n}") for n in range(2, 4)]
+    shares = wait_for_group(settings, group, members=4, holding=3)
+    assert sorted(len(share) for share in shares.values()) == [0, 1, 1, 1]
+    (idle,) = (executor for executor in first + later if not shares[executor.executor_id])
+    batch = requests_for(settings, "cat.bmp", 30)
+    done = run_batch(settings, batch, shares)
+    assert set(done.values()) == {e.executor_id for e in first + later} - {idle.executor_id}
 
-    wanted = {job["job_id"] for job in jobs}
-    assert job_ids(messages, "completed") == wanted
-    assert not job_ids(messages, "failed")
-    by_executor = Counter(
-        data["executor"] for kind, data in events(messages) if kind == "completed"
-    )
-    # Each of the three holds one of the three partitions.
-    assert set(by_executor) == {e.executor_id for e in executors}
-    for executor in executors:
+    for executor in first + later:
         executor.signal(signal.SIGTERM)
-    assert [e.wait(60) for e in executors] == [0, 0, 0]
+    assert [e.wait(60) for e in first + later] == [0, 0, 0, 0]
+
+
+def run_batch(
+    settings: CommonSettings, jobs: list[dict], shares: dict[str, set[int]]
+) -> dict[str, str]:
+    """Produce `jobs`, wait for all of them; job id -> the executor that completed it, checked
+    to be the owner of the partition its request was on."""
+    wanted = {job["job_id"] for job in jobs}
+    with topic_reader(settings, settings.topic_jobs) as requests:
+        already = len(requests.read_to_end())
+        produce(settings, [request_record(job) for job in jobs])
+        requests.read_until(lambda messages: len(messages) >= already + len(jobs), timeout=30)
+        partition_of = {m.key().decode(): m.partition() for m in requests.messages}
+    # Keyed by job id, the requests land on every partition (30 jobs on 3: all but certain).
+    assert {partition_of[job_id] for job_id in wanted} == set(range(settings.topic_partitions))
+    with topic_reader(settings, settings.topic_results) as reader:
+        messages = reader.read_until(lambda m: wanted <= job_ids(m, "completed"), timeout=120)
+    assert not job_ids(messages, "failed")
+    finisher: dict[str, set[str]] = {}
+    result_partitions: dict[str, set[int]] = {}
+    for message, (kind, data) in zip(messages, events(messages), strict=True):
+        result_partitions.setdefault(data["job_id"], set()).add(message.partition())
+        if kind == "completed" and data["job_id"] in wanted:
+            finisher.setdefault(data["job_id"], set()).add(data["executor"])
+    owner = {p: member for member, share in shares.items() for p in share}
+    for job_id in wanted:
+        # Once in effect: one executor, the partition's owner (a redelivery would be its own).
+        assert finisher[job_id] == {owner[partition_of[job_id]]}
+        # A job's results share one partition too: its events stay in order.
+        assert len(result_partitions[job_id]) == 1
+    return {job_id: next(iter(finisher[job_id])) for job_id in wanted}
 
 
 def test_sigkill_loses_nothing(settings, group, spawn) -> None:

@@ -159,3 +159,51 @@ def test_metrics_count_what_went_out_and_what_stayed() -> None:
     # Lag runs from the event's own time (AT, long past) to the acknowledgement.
     assert sample("inference_outbox_lag_seconds_count") == 1
     assert sample("inference_outbox_lag_seconds_bucket", {"le": "60.0"}) == 0
+
+
+class TakenLease:
+    """Another replica holds the relay lease, for as long as the test lasts."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def acquire(self, _name: str, _holder: str, _ttl: float) -> bool:
+        self.attempts += 1
+        return False
+
+    async def release(self, _name: str, _holder: str) -> None:
+        pass
+
+
+def test_a_replica_without_the_lease_neither_keeps_its_writes_nor_retries_per_write() -> None:
+    """Its writes reach Kafka through the holder's scan: keeping their ids would grow without
+    bound, and trying for the lease at every write would cost a database write each."""
+    writes, lease = OutboxWrites(), TakenLease()
+    producer = FakeProducer(set())
+    config = RelayConfig(topics={Channel.JOBS: "jobs"}, producer={}, poll_interval=30)
+    relay = OutboxRelay(
+        FakeJobs([]),  # type: ignore[arg-type]
+        FakeImages(),  # type: ignore[arg-type]
+        lease,  # type: ignore[arg-type]
+        config,
+        writes,
+        producer_factory=lambda _config: producer,  # type: ignore[arg-type,return-value]
+    )
+
+    async def scenario() -> None:
+        for n in range(200):
+            writes(f"early-{n}")
+        stop = asyncio.Event()
+        running = asyncio.create_task(relay.run(stop))
+        while lease.attempts == 0:
+            await asyncio.sleep(0)
+        assert len(writes) == 0  # a round without the lease forgets them
+        for n in range(200):
+            writes(f"later-{n}")
+            await asyncio.sleep(0)
+        assert lease.attempts == 1  # the writes did not wake it
+        stop.set()
+        await running
+
+    asyncio.run(scenario())
+    assert producer.produced == []

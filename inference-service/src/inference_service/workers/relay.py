@@ -81,6 +81,10 @@ class OutboxWrites:
     def __len__(self) -> int:
         return len(self._jobs)
 
+    def clear(self) -> None:
+        """Forget the jobs written so far (another replica's scan will find them)."""
+        self._jobs.clear()
+
     def take(self, limit: int) -> list[str]:
         taken = list(self._jobs)[:limit]
         for job_id in taken:
@@ -122,9 +126,10 @@ class OutboxRelay:
                 self.writes.wakeup.clear()
                 full = False
                 try:
-                    if await self.leases.acquire(
+                    holder = await self.leases.acquire(
                         LEASE_NAME, self.holder, self.config.lease_seconds
-                    ):
+                    )
+                    if holder:
                         full = await self.drain_once() >= self.config.batch_size
                 except asyncio.CancelledError:
                     raise
@@ -132,7 +137,13 @@ class OutboxRelay:
                     log.exception("outbox relay round failed; retrying")
                     await _sleep_or_stop(stop, self.config.poll_interval)
                     continue
-                if not full:
+                if not holder:
+                    # Another replica publishes, and its scan finds this one's writes: keeping
+                    # their ids would grow without bound, and waking at each one would try
+                    # for the lease (a database write) once per write.
+                    self.writes.clear()
+                    await _sleep_or_stop(stop, self.config.poll_interval)
+                elif not full:
                     await _wait_any(stop, self.writes.wakeup, self.config.poll_interval)
         finally:
             await self._close()

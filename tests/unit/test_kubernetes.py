@@ -1,0 +1,146 @@
+"""docs/kubernetes/ cannot be applied here (no cluster), so check the manifests statically."""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from executor_service.settings import ExecutorSettings
+from inference_common.settings import CommonSettings
+from inference_service.settings import ServiceSettings
+from tests.unit.test_configuration_doc import variables
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = ROOT / "docs" / "kubernetes"
+CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
+# What each container runs, and so which settings it reads.
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "inference-service": ServiceSettings,
+    "executor-service": ExecutorSettings,
+}
+DOCKERFILES = {name: ROOT / name / "Dockerfile" for name in SETTINGS}
+
+
+def load() -> list[dict[str, Any]]:
+    return [
+        document
+        for path in sorted(MANIFESTS.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document
+    ]
+
+
+OBJECTS = load()
+
+
+def objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in OBJECTS if o["kind"] == kind}
+
+
+DEPLOYMENTS = objects("Deployment")
+CONFIG = objects("ConfigMap")["cv-inference-settings"]["data"]
+SECRET_KEYS = set(objects("Secret")["cv-inference-secrets"]["stringData"])
+
+
+def container(deployment: str) -> dict[str, Any]:
+    (only,) = DEPLOYMENTS[deployment]["spec"]["template"]["spec"]["containers"]
+    return dict(only)
+
+
+def env_of(deployment: str) -> dict[str, Any]:
+    return {e["name"]: e for e in container(deployment).get("env", [])}
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
+    kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    on_disk = {p.name for p in MANIFESTS.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == on_disk - {"secret.example.yaml"}
+    assert {image["name"] for image in kustomization["images"]} == {
+        container(name)["image"] for name in DEPLOYMENTS
+    }
+
+
+def test_there_is_a_deployment_per_service_image_and_each_dockerfile_exists() -> None:
+    assert set(DEPLOYMENTS) == set(SETTINGS)
+    for name in DEPLOYMENTS:
+        assert container(name)["image"] == f"cv-inference/{name}"
+        assert DOCKERFILES[name].is_file()
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_probes_use_readyz_and_healthz_on_the_container_port(name: str) -> None:
+    spec = container(name)
+    ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+    assert spec["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert spec["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert spec[probe]["httpGet"]["port"] in ports
+    # The port the service listens on is the one the probes and the Pod declare.
+    port_setting = {"inference-service": "SERVICE_PORT", "executor-service": "EXECUTOR_HTTP_PORT"}
+    assert int(env_of(name)[port_setting[name]]["value"]) in ports.values()
+    host_setting = {"inference-service": "SERVICE_HOST", "executor-service": "EXECUTOR_HTTP_HOST"}
+    assert env_of(name)[host_setting[name]]["value"] == "0.0.0.0"
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_variable_is_a_documented_setting_of_that_service(name: str) -> None:
+    spec = container(name)
+    known = set(variables(CommonSettings)) | set(variables(SETTINGS[name]))
+    given = set(env_of(name))
+    for source in spec.get("envFrom", []):
+        if "configMapRef" in source:
+            assert source["configMapRef"]["name"] == "cv-inference-settings"
+            given |= set(CONFIG)
+        else:
+            assert source["secretRef"]["name"] == "cv-inference-secrets"
+            given |= SECRET_KEYS
+    assert given - known == set()
+    assert [v for v in given if f"`{v}`" not in CONFIGURATION] == []
+    for variable in env_of(name).values():
+        if "valueFrom" in variable:
+            reference = variable["valueFrom"]["secretKeyRef"]
+            assert reference["name"] == "cv-inference-secrets"
+            assert reference["key"] in SECRET_KEYS
+
+
+def test_shared_settings_hold_no_secret_and_topics_are_replicated() -> None:
+    assert set(CONFIG) <= set(variables(CommonSettings))
+    assert not {"MONGODB_URI", "KAFKA_SASL_PASSWORD", "API_KEYS"} & set(CONFIG)
+    assert int(CONFIG["TOPIC_REPLICATION_FACTOR"]) >= 3
+
+
+@pytest.mark.parametrize("name", sorted(SETTINGS))
+def test_every_deployment_requests_resources_and_has_a_disruption_budget(name: str) -> None:
+    requests = container(name)["resources"]["requests"]
+    assert {"cpu", "memory"} <= set(requests)
+    labels = DEPLOYMENTS[name]["spec"]["template"]["metadata"]["labels"]
+    budgets = objects("PodDisruptionBudget").values()
+    assert any(b["spec"]["selector"]["matchLabels"].items() <= labels.items() for b in budgets), (
+        name
+    )
+    assert DEPLOYMENTS[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_the_service_reaches_the_job_service_pods_on_a_named_port() -> None:
+    service = objects("Service")["inference-service"]["spec"]
+    labels = DEPLOYMENTS["inference-service"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    names = {p["name"] for p in container("inference-service")["ports"]}
+    assert {p["targetPort"] for p in service["ports"]} <= names
+
+
+def test_executors_stay_within_the_partitions_and_may_finish_their_jobs() -> None:
+    partitions = int(CONFIG["TOPIC_PARTITIONS"])
+    executor = DEPLOYMENTS["executor-service"]["spec"]
+    assert executor["replicas"] <= partitions
+    (autoscaler,) = objects("HorizontalPodAutoscaler").values()
+    assert autoscaler["spec"]["scaleTargetRef"]["name"] == "executor-service"
+    assert autoscaler["spec"]["minReplicas"] <= autoscaler["spec"]["maxReplicas"] <= partitions
+    shutdown = float(env_of("executor-service")["EXECUTOR_SHUTDOWN_TIMEOUT_S"]["value"])
+    assert executor["template"]["spec"]["terminationGracePeriodSeconds"] > shutdown
+    # Inference threads match the CPU the Pod asks for (the default would not see a limit).
+    workers = int(env_of("executor-service")["EXECUTOR_WORKERS"]["value"])
+    assert workers == int(container("executor-service")["resources"]["requests"]["cpu"])
