@@ -103,6 +103,7 @@ class InferenceClient:
         timeout_s: float = 30.0,
         max_attempts: int = 3,
         backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"User-Agent": "cvinference-simulator/0.1", "Accept": "application/json"}
@@ -122,6 +123,8 @@ class InferenceClient:
         )
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
+        # Bounds one wait, so that many attempts (riding out a restart) keep retrying briskly.
+        self.max_backoff_s = max_backoff_s
         self.retries: Counter[str] = Counter()
 
     async def __aenter__(self) -> InferenceClient:
@@ -252,7 +255,8 @@ class InferenceClient:
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
         # Full jitter, so many simulated clients do not retry in lockstep.
-        return float(random.uniform(0, self.backoff_s * 2 ** (attempt - 1)))
+        ceiling = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+        return float(random.uniform(0, ceiling))
 
 
 def _job_or_none(body: Any) -> Job | None:

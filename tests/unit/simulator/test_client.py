@@ -238,6 +238,13 @@ def test_retry_after_is_honoured_up_to_a_cap() -> None:
     assert 0 <= client._backoff(2) <= 0.2
 
 
+def test_backoff_grows_up_to_its_ceiling() -> None:
+    client = InferenceClient(BASE, backoff_s=0.5, max_backoff_s=2.0)
+    waits = [client._backoff(attempt) for attempt in range(1, 40) for _ in range(20)]
+    assert max(waits) <= 2.0
+    assert max(waits) > 1.0  # the ceiling, not the first attempt's 0.5, bounds later ones
+
+
 @synchronously
 async def test_event_stream_yields_parsed_events_and_reports_its_opening() -> None:
     stream = b': live\n\nevent: io.cvinference.job.completed.v1\nid: 1\ndata: {"a":\ndata: 1}\n\n'
