@@ -291,7 +291,11 @@ def run_faults(plan: FaultPlan, workdir: Path | None = None, keep: bool = False)
     def say(message: str) -> None:
         print(f"faults: {message}", file=sys.stderr, flush=True)
 
-    figures = FaultRun(plan, directory, say).run()
+    try:
+        figures = FaultRun(plan, directory, say).run()
+    except BaseException:
+        say(f"the run broke off; logs and data kept in {directory}")
+        raise
     if figures.ok and not keep and workdir is None:
         shutil.rmtree(directory, ignore_errors=True)
     else:
