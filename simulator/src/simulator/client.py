@@ -166,6 +166,9 @@ class InferenceClient:
             "POST",
             "/jobs",
             retry=True,
+            # Another attempt of ours (one whose answer was lost) still holds the key: the
+            # service tells it apart and says so; waiting for it is the whole point of a key.
+            retry_statuses=RETRY_STATUSES | {409},
             data=form,
             files={"image": (image.name, image.data, image.media_type)},
             headers={"Idempotency-Key": idempotency_key},
@@ -221,7 +224,13 @@ class InferenceClient:
             raise UnexpectedResponse(f"{method} {path}: answer is not JSON") from exc
 
     async def _request(
-        self, method: str, path: str, *, retry: bool, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+        **kwargs: Any,
     ) -> httpx.Response:
         attempts = self.max_attempts if retry else 1
         for attempt in range(1, attempts + 1):
@@ -242,7 +251,7 @@ class InferenceClient:
                 continue
             if response.is_success:
                 return response
-            if last or response.status_code not in RETRY_STATUSES:
+            if last or not _retryable(response, retry_statuses):
                 raise ApiError(method, path, response.status_code, problem_of(response))
             self.retries[f"HTTP {response.status_code}"] += 1
             await asyncio.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
@@ -257,6 +266,15 @@ class InferenceClient:
         # Full jitter, so many simulated clients do not retry in lockstep.
         ceiling = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
         return float(random.uniform(0, ceiling))
+
+
+def _retryable(response: httpx.Response, statuses: frozenset[int]) -> bool:
+    if response.status_code not in statuses:
+        return False
+    if response.status_code != 409:
+        return True
+    # Only this conflict passes; any other 409 (a state that forbids the request) is final.
+    return str(problem_of(response).get("type", "")).endswith(":idempotency-key-in-progress")
 
 
 def _job_or_none(body: Any) -> Job | None:

@@ -268,3 +268,25 @@ async def test_an_event_stream_that_is_refused_is_a_problem() -> None:
         with pytest.raises(ApiError, match="401 Unauthorized: missing X-API-Key"):
             async for _ in client.events():
                 pass
+
+
+@synchronously
+async def test_create_waits_out_a_key_still_held_by_an_earlier_attempt() -> None:
+    in_progress = problem(409, type="urn:cvinference:problem:idempotency-key-in-progress")
+    unavailable = problem(503, type="urn:cvinference:problem:database-unavailable")
+    recorder = Recorder(in_progress, unavailable, httpx.Response(201, json=JOB))
+    async with recorder.client(max_attempts=5) as client:
+        job = await client.create_job(CAT, name="n", model="cls", idempotency_key="key-1")
+    assert job.id == JOB_ID
+    assert len(recorder.requests) == 3
+    assert {r.headers["Idempotency-Key"] for r in recorder.requests} == {"key-1"}
+
+
+@synchronously
+async def test_any_other_conflict_is_final() -> None:
+    recorder = Recorder(problem(409, type="urn:cvinference:problem:illegal-transition"))
+    async with recorder.client(max_attempts=5) as client:
+        with pytest.raises(ApiError) as raised:
+            await client.create_job(CAT, name="n", model="cls", idempotency_key="key-1")
+    assert raised.value.status == 409
+    assert len(recorder.requests) == 1
