@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -76,6 +76,9 @@ fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: 
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
+
+faults: assets  ## the full fault-injection run on a private stack: make faults JOBS=1000 (docs/faults.md)
+	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) $(FAULTS_ARGS)
 
 clean:
 	$(STACK) down || true

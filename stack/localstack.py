@@ -6,7 +6,9 @@ workspace's virtualenv (.venv), for the demo and for trying the API by hand.
 
 No Docker: Kafka's jars come from Maven Central (stack/pom.xml), FerretDB is built from the Go
 module proxy (stack/ferretdb/). Both run as detached processes bound to 127.0.0.1, with their
-state, logs and pid files under .cache/stack/ (or $STACK_DIR).
+state, logs and pid files under .cache/stack/ (or $STACK_DIR). What is built once (the FerretDB
+binary, the resolved Kafka classpath) goes to $STACK_CACHE_DIR, .cache/stack/ by default, so a
+stack with a private STACK_DIR (the fault-injection suite's) reuses it instead of rebuilding.
 
     python3 stack/localstack.py up [--platform]|down|status|logs [-f]|env
     python3 stack/localstack.py kafka-topics [--describe ...]
@@ -43,6 +45,7 @@ from typing import IO, Self
 
 STACK_SRC = Path(__file__).resolve().parent
 REPO_ROOT = STACK_SRC.parent
+DEFAULT_STATE = REPO_ROOT / ".cache" / "stack"
 HOST = "127.0.0.1"
 INFRASTRUCTURE = ("kafka", "ferretdb")
 PLATFORM = ("inference-service", "executor-service")
@@ -72,7 +75,11 @@ class StackError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Where the stack keeps its state and which loopback ports it binds."""
+    """Where the stack keeps its state and which loopback ports it binds.
+
+    `cache` holds what is built once and shared by every state directory: the FerretDB binary
+    and the Kafka classpath (which points into Maven's ~/.m2).
+    """
 
     state: Path
     kafka_port: int
@@ -81,10 +88,12 @@ class Config:
     timeout: float
     api_port: int = 8080
     executor_port: int = 8081
+    cache: Path = DEFAULT_STATE
 
     @classmethod
     def from_env(cls) -> Self:
-        state = os.environ.get("STACK_DIR") or str(REPO_ROOT / ".cache" / "stack")
+        state = os.environ.get("STACK_DIR") or str(DEFAULT_STATE)
+        cache = os.environ.get("STACK_CACHE_DIR") or str(DEFAULT_STATE)
         return cls(
             state=Path(state).resolve(),
             kafka_port=_env_int("STACK_KAFKA_PORT", 9092),
@@ -93,6 +102,7 @@ class Config:
             timeout=float(_env_int("STACK_UP_TIMEOUT", 120)),
             api_port=_env_int("SERVICE_PORT", 8080),
             executor_port=_env_int("EXECUTOR_HTTP_PORT", 8081),
+            cache=Path(cache).resolve(),
         )
 
     @property
@@ -312,6 +322,15 @@ def _locked(cfg: Config) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _building(cfg: Config) -> Iterator[None]:
+    """Serialises builds into the shared cache: stacks in other state directories use it too."""
+    cfg.cache.mkdir(parents=True, exist_ok=True)
+    with (cfg.cache / "build.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 # ---------------------------------------------------------------- health probes
 
 
@@ -419,12 +438,25 @@ def mongo_ready(port: int) -> bool:
 def kafka_classpath(cfg: Config) -> str:
     """The broker and tools classpath, resolved by Maven once per version of pom.xml."""
     pom = STACK_SRC / "pom.xml"
-    cached = cfg.state / f"kafka-classpath-{_digest(pom)}.txt"
-    if cached.exists():
-        classpath = cached.read_text().strip()
-        # A cleaned ~/.m2 leaves the cached file pointing at nothing: resolve again then.
-        if all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
-            return classpath
+    cached = cfg.cache / f"kafka-classpath-{_digest(pom)}.txt"
+    classpath = _cached_classpath(cached)
+    if classpath is not None:
+        return classpath
+    with _building(cfg):
+        return _cached_classpath(cached) or _resolve_classpath(cfg, pom, cached)
+
+
+def _cached_classpath(cached: Path) -> str | None:
+    if not cached.exists():
+        return None
+    classpath = cached.read_text().strip()
+    # A cleaned ~/.m2 leaves the cached file pointing at nothing: resolve again then.
+    if all(Path(jar).exists() for jar in classpath.split(os.pathsep)):
+        return classpath
+    return None
+
+
+def _resolve_classpath(cfg: Config, pom: Path, cached: Path) -> str:
     mvn = _tool("mvn")
     _say("resolving Kafka jars with Maven (first run: downloads ~40 MB)...")
     tmp = cached.with_suffix(".tmp")
@@ -519,7 +551,7 @@ def _ferretdb_source(cfg: Config) -> Path:
     log = cfg.logs / "ferretdb-build.log"
     args = ["mod", "download", "-json", "github.com/FerretDB/FerretDB"]
     info = json.loads(_go(args, src, log, "downloading FerretDB"))
-    copy = cfg.state / "ferretdb-build" / f"src-{info['Version']}"
+    copy = cfg.cache / "ferretdb-build" / f"src-{info['Version']}"
     if not (copy / "build" / "version" / "version.txt").exists():
         shutil.rmtree(copy, ignore_errors=True)
         shutil.copytree(info["Dir"], copy, copy_function=shutil.copyfile)
@@ -532,9 +564,16 @@ def _ferretdb_source(cfg: Config) -> Path:
 def ferretdb_binary(cfg: Config) -> Path:
     """The FerretDB binary, built once per version of stack/ferretdb/{go.mod,go.sum,tools.go}."""
     src = STACK_SRC / "ferretdb"
-    binary = cfg.state / "bin" / f"ferretdb-{_digest(*(src / f for f in _GO_FILES))}"
+    binary = cfg.cache / "bin" / f"ferretdb-{_digest(*(src / f for f in _GO_FILES))}"
     if binary.exists():
         return binary
+    with _building(cfg):
+        if not binary.exists():
+            _build_ferretdb(cfg, src, binary)
+    return binary
+
+
+def _build_ferretdb(cfg: Config, src: Path, binary: Path) -> None:
     _tool("go")
     _say("building FerretDB from the Go module proxy (first run: about a minute)...")
     copy = _ferretdb_source(cfg)
@@ -550,7 +589,6 @@ def ferretdb_binary(cfg: Config) -> Path:
     for old in binary.parent.glob("ferretdb-*"):
         if old != binary:
             old.unlink()  # built from an older go.mod: ~40 MB each
-    return binary
 
 
 def _ferretdb_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pymongo.errors import ConnectionFailure
+
 from inference_common.tracecontext import Span, trace_id
 from inference_service.domain import events
 from inference_service.domain.catalog import ModelCatalog
@@ -184,6 +186,11 @@ class JobService:
                 return earlier, False
         try:
             return await self._create(request, job_id, options, info, fingerprint), True
+        except ConnectionFailure:
+            # The database went away mid-write: the job may have been stored. The key stays
+            # with it, so a retry finds that job (or, if it was not stored, waits for the
+            # claim to time out) instead of creating a second one.
+            raise
         except BaseException:
             if key is not None:
                 await self.jobs.release_key(request.owner, key, job_id)
@@ -229,6 +236,8 @@ class JobService:
         job["outbox_pending"] = True
         try:
             await self.jobs.insert(job)
+        except ConnectionFailure:
+            raise  # the job may have been stored after all: its image stays
         except BaseException:
             if image is not None:
                 await self.images.delete(image["file_id"])

@@ -104,6 +104,7 @@ class InferenceClient:
         timeout_s: float = 30.0,
         max_attempts: int = 3,
         backoff_s: float = 0.2,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"User-Agent": "cvinference-simulator/0.1", "Accept": "application/json"}
@@ -123,6 +124,8 @@ class InferenceClient:
         )
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
+        # Bounds one wait, so that many attempts (riding out a restart) keep retrying briskly.
+        self.max_backoff_s = max_backoff_s
         self.retries: Counter[str] = Counter()
 
     async def __aenter__(self) -> InferenceClient:
@@ -164,6 +167,9 @@ class InferenceClient:
             "POST",
             "/jobs",
             retry=True,
+            # Another attempt of ours (one whose answer was lost) still holds the key: the
+            # service tells it apart and says so; waiting for it is the whole point of a key.
+            retry_statuses=RETRY_STATUSES | {409},
             data=form,
             files={"image": (image.name, image.data, image.media_type)},
             headers={"Idempotency-Key": idempotency_key},
@@ -221,7 +227,13 @@ class InferenceClient:
             raise UnexpectedResponse(f"{method} {path}: answer is not JSON") from exc
 
     async def _request(
-        self, method: str, path: str, *, retry: bool, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        retry: bool,
+        retry_statuses: frozenset[int] = RETRY_STATUSES,
+        **kwargs: Any,
     ) -> httpx.Response:
         """`retry`: the request is safe to repeat. A 429 is always retried (bounded): the
         service refused it before doing anything, so even a state change is safe to resend."""
@@ -245,7 +257,7 @@ class InferenceClient:
                 return response
             status = response.status_code
             rate_limited = status == 429 and attempt < self.max_attempts
-            if (last and not rate_limited) or status not in RETRY_STATUSES:
+            if (last and not rate_limited) or not _retryable(response, retry_statuses):
                 raise ApiError(method, path, status, problem_of(response))
             self.retries[f"HTTP {status}"] += 1
             await asyncio.sleep(self._backoff(attempt, response.headers.get("Retry-After")))
@@ -258,7 +270,17 @@ class InferenceClient:
             except ValueError:
                 pass  # an HTTP date: fall back to our own backoff
         # Full jitter, so many simulated clients do not retry in lockstep.
-        return float(random.uniform(0, self.backoff_s * 2 ** (attempt - 1)))
+        ceiling = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+        return float(random.uniform(0, ceiling))
+
+
+def _retryable(response: httpx.Response, statuses: frozenset[int]) -> bool:
+    if response.status_code not in statuses:
+        return False
+    if response.status_code != 409:
+        return True
+    # Only this conflict passes; any other 409 (a state that forbids the request) is final.
+    return str(problem_of(response).get("type", "")).endswith(":idempotency-key-in-progress")
 
 
 def _job_or_none(body: Any) -> Job | None:

@@ -77,3 +77,13 @@ def test_a_failed_job_has_no_retry_after_but_its_error() -> None:
 
 def test_unknown_errors_are_not_described() -> None:
     assert describe(RuntimeError("bug")) is None
+
+
+def test_a_database_outage_is_a_503_worth_retrying() -> None:
+    from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
+
+    for error in (AutoReconnect("connection closed"), ServerSelectionTimeoutError("no server")):
+        spec = describe(error)
+        assert spec is not None
+        assert (spec.status, spec.slug) == (503, "database-unavailable")
+        assert spec.headers == {"Retry-After": "1"}

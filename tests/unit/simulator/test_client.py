@@ -271,6 +271,13 @@ def test_retry_after_is_honoured_up_to_a_cap() -> None:
     assert 0 <= client._backoff(2) <= 0.2
 
 
+def test_backoff_grows_up_to_its_ceiling() -> None:
+    client = InferenceClient(BASE, backoff_s=0.5, max_backoff_s=2.0)
+    waits = [client._backoff(attempt) for attempt in range(1, 40) for _ in range(20)]
+    assert max(waits) <= 2.0
+    assert max(waits) > 1.0  # the ceiling, not the first attempt's 0.5, bounds later ones
+
+
 @synchronously
 async def test_event_stream_yields_parsed_events_and_reports_its_opening() -> None:
     stream = b': live\n\nevent: io.cvinference.job.completed.v1\nid: 1\ndata: {"a":\ndata: 1}\n\n'
@@ -305,3 +312,25 @@ async def test_a_job_read_may_ask_the_server_to_wait_for_the_result() -> None:
     plain, waiting = recorder.requests
     assert "wait" not in plain.url.params
     assert waiting.url.params["wait"] == "2.5"
+
+
+@synchronously
+async def test_create_waits_out_a_key_still_held_by_an_earlier_attempt() -> None:
+    in_progress = problem(409, type="urn:cvinference:problem:idempotency-key-in-progress")
+    unavailable = problem(503, type="urn:cvinference:problem:database-unavailable")
+    recorder = Recorder(in_progress, unavailable, httpx.Response(201, json=JOB))
+    async with recorder.client(max_attempts=5) as client:
+        job = await client.create_job(CAT, name="n", model="cls", idempotency_key="key-1")
+    assert job.id == JOB_ID
+    assert len(recorder.requests) == 3
+    assert {r.headers["Idempotency-Key"] for r in recorder.requests} == {"key-1"}
+
+
+@synchronously
+async def test_any_other_conflict_is_final() -> None:
+    recorder = Recorder(problem(409, type="urn:cvinference:problem:illegal-transition"))
+    async with recorder.client(max_attempts=5) as client:
+        with pytest.raises(ApiError) as raised:
+            await client.create_job(CAT, name="n", model="cls", idempotency_key="key-1")
+    assert raised.value.status == 409
+    assert len(recorder.requests) == 1

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
 from inference_common.tracecontext import trace_id
@@ -232,6 +233,12 @@ def _classify_timed_out(exc: ClassificationTimedOut) -> ProblemSpec:
     return ProblemSpec(504, "classify-timeout", str(exc), extensions={"job_id": exc.job_id})
 
 
+def _database_unavailable(exc: ConnectionFailure) -> ProblemSpec:
+    # A passing outage (a restart): worth a retry, which idempotency keys make safe.
+    detail = "the database is not answering; retry shortly"
+    return ProblemSpec(503, "database-unavailable", detail, headers={"Retry-After": "1"})
+
+
 def _simple(
     status: int, slug: str, extra: Callable[[Exception], dict[str, Any]] | None = None
 ) -> Callable[[Any], ProblemSpec]:
@@ -254,6 +261,7 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (NoResult, _no_result),
     (ClassificationFailed, _classify_failed),
     (ClassificationTimedOut, _classify_timed_out),
+    (ConnectionFailure, _database_unavailable),
 ]
 DOMAIN_ERRORS: Final = tuple(kind for kind, _ in _BUILDERS)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import zlib
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -13,7 +14,7 @@ from typing import Any, Final
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
@@ -139,6 +140,10 @@ class OpenJobs:
     def __init__(self) -> None:
         self.pending: set[str] = set()
         self.deadlines: dict[str, datetime] = {}
+        # Jobs whose last write failed without an answer (the database went away): it may
+        # have landed, so they are read again by `_id` before the relay or sweeper trusts
+        # the sets above. Without this, a job inserted as FerretDB died was never published.
+        self.doubtful: set[str] = set()
         self.filled = False
 
     def track(self, job: Mapping[str, Any]) -> None:
@@ -156,6 +161,7 @@ class OpenJobs:
     def forget(self, job_id: str) -> None:
         self.pending.discard(job_id)
         self.deadlines.pop(job_id, None)
+        self.doubtful.discard(job_id)
 
 
 class JobRepository:
@@ -200,7 +206,8 @@ class JobRepository:
     # --- the API's reads and writes ---
 
     async def insert(self, job: Document) -> None:
-        await self.collection.insert_one(job)
+        with self._doubt_on_error(job["_id"]):
+            await self.collection.insert_one(job)
         self._track(job)
         self._metrics.jobs_created.labels(job["model"]).inc()
         self._metrics.job_transitions.labels(job["status"]).inc()
@@ -285,9 +292,10 @@ class JobRepository:
         async with self._locks(job_id):
             if not await self._holds(job_id, conditions):
                 return None
-            changed = await self.collection.find_one_and_update(
-                self._filter(job_id, conditions), update, return_document=ReturnDocument.AFTER
-            )
+            with self._doubt_on_error(job_id):
+                changed = await self.collection.find_one_and_update(
+                    self._filter(job_id, conditions), update, return_document=ReturnDocument.AFTER
+                )
             self._track(changed)
         if changed is not None:
             self._entered(set_fields.get("status"))
@@ -316,6 +324,7 @@ class JobRepository:
             ).limit(limit)
             return [job async for job in cursor]
         await self._fill_open_jobs()
+        await self._settle_doubts()
         found = []
         for job_id in sorted(self._open.pending)[:limit]:
             job = await self.pending_outbox(job_id)
@@ -329,21 +338,22 @@ class JobRepository:
         """Drop exactly the delivered entries; the flag clears only if nothing new arrived."""
         emptied = {"outbox": {"$size": 0}}
         async with self._locks(job_id):
-            left = await self.collection.find_one_and_update(
-                {"_id": job_id},
-                {"$pullAll": {"outbox": delivered}},
-                return_document=ReturnDocument.AFTER,
-            )
-            # What is left tells whether to clear the flag: exact on FerretDB (under the job's
-            # lock); on MongoDB a hint, and the filter decides.
-            if left is not None and matches(left, emptied):
-                self._track(
-                    await self.collection.find_one_and_update(
-                        self._filter(job_id, emptied),
-                        {"$set": {"outbox_pending": False}},
-                        return_document=ReturnDocument.AFTER,
-                    )
+            with self._doubt_on_error(job_id):
+                left = await self.collection.find_one_and_update(
+                    {"_id": job_id},
+                    {"$pullAll": {"outbox": delivered}},
+                    return_document=ReturnDocument.AFTER,
                 )
+                # What is left tells whether to clear the flag: exact on FerretDB (under the
+                # job's lock); on MongoDB a hint, and the filter decides.
+                if left is not None and matches(left, emptied):
+                    self._track(
+                        await self.collection.find_one_and_update(
+                            self._filter(job_id, emptied),
+                            {"$set": {"outbox_pending": False}},
+                            return_document=ReturnDocument.AFTER,
+                        )
+                    )
 
     async def purge_deleted(self, job_id: str) -> Document | None:
         """Remove a deleted job once its last events are out; returns it for image cleanup."""
@@ -351,7 +361,8 @@ class JobRepository:
         async with self._locks(job_id):
             if not await self._holds(job_id, settled):
                 return None
-            purged = await self.collection.find_one_and_delete(self._filter(job_id, settled))
+            with self._doubt_on_error(job_id):
+                purged = await self.collection.find_one_and_delete(self._filter(job_id, settled))
         if self._open is not None:
             self._open.forget(job_id)
         return purged
@@ -364,9 +375,12 @@ class JobRepository:
         async with self._locks(job_id):
             if not await self._holds(job_id, conditions):
                 return False
-            folded = await self.collection.find_one_and_update(
-                self._filter(job_id, conditions), dict(update), return_document=ReturnDocument.AFTER
-            )
+            with self._doubt_on_error(job_id):
+                folded = await self.collection.find_one_and_update(
+                    self._filter(job_id, conditions),
+                    dict(update),
+                    return_document=ReturnDocument.AFTER,
+                )
             self._track(folded)
         if folded is None:
             return False
@@ -398,6 +412,7 @@ class JobRepository:
             cursor = self.collection.find(_overdue_query(at), projection).limit(limit)
             return [job async for job in cursor]
         await self._fill_open_jobs()
+        await self._settle_doubts()
         due = [job_id for job_id, deadline in self._open.deadlines.items() if deadline < at]
         found = []
         for job_id in due[:limit]:
@@ -421,6 +436,28 @@ class JobRepository:
         async for job in self.collection.find(query, fields):
             self._open.track(job)
         self._open.filled = True
+
+    async def _settle_doubts(self) -> None:
+        """Read each job whose last write went unanswered, and track what was stored."""
+        if self._open is None:
+            return
+        fields = {"outbox_pending": 1, "deadline": 1, "status": 1, "deleted": 1}
+        for job_id in sorted(self._open.doubtful):
+            job = await self.collection.find_one({"_id": job_id}, fields)
+            self._open.doubtful.discard(job_id)
+            if job is None:
+                self._open.forget(job_id)
+            else:
+                self._open.track(job)
+
+    @contextlib.contextmanager
+    def _doubt_on_error(self, job_id: str) -> Iterator[None]:
+        try:
+            yield
+        except PyMongoError:
+            if self._open is not None:
+                self._open.doubtful.add(job_id)
+            raise
 
     def _track(self, job: Mapping[str, Any] | None) -> None:
         if self._open is not None and job is not None:
