@@ -52,7 +52,7 @@ PLATFORM = ("inference-service", "executor-service")
 SERVICES = INFRASTRUCTURE + PLATFORM
 _HAVE_PROC = Path("/proc/self/stat").exists()
 # The FerretDB binary is rebuilt whenever one of these changes.
-_GO_FILES = ("go.mod", "go.sum", "tools.go")
+_GO_FILES = ("go.mod", "go.sum", "tools.go", "patches.json")
 
 KAFKA_HEAP = ["-Xms256m", "-Xmx768m"]
 # The CLI tools live for seconds: a small heap and the C1-only JIT make them start faster.
@@ -541,7 +541,8 @@ def _go(args: list[str], cwd: Path, log: Path, what: str) -> str:
 
 
 def _ferretdb_source(cfg: Config) -> Path:
-    """A writable copy of FerretDB's module source with build/version/version.txt added.
+    """A writable copy of FerretDB's module source with build/version/version.txt added and
+    stack/ferretdb/patches.json applied.
 
     FerretDB panics at start unless that generated file holds its version, but the module zip
     on the proxy lacks it and the Go module cache is read-only. So the build replaces the
@@ -558,11 +559,25 @@ def _ferretdb_source(cfg: Config) -> Path:
         for folder, _, _ in os.walk(copy):
             os.chmod(folder, 0o755)  # copytree kept the module cache's read-only folders
         (copy / "build" / "version" / "version.txt").write_text(f"{info['Version']}\n")
+    _patch(copy, json.loads((src / "patches.json").read_text()))
     return copy
 
 
+def _patch(source: Path, patches: list[dict[str, str]]) -> None:
+    """Apply stack/ferretdb/patches.json (each says why); idempotent, and loud when one no
+    longer applies (a new FerretDB version: check whether it is still needed)."""
+    for patch in patches:
+        path = source / patch["file"]
+        text = path.read_text()
+        if patch["new"] in text:
+            continue
+        if patch["old"] not in text:
+            raise StackError(f"FerretDB patch for {patch['file']} no longer applies")
+        path.write_text(text.replace(patch["old"], patch["new"]))
+
+
 def ferretdb_binary(cfg: Config) -> Path:
-    """The FerretDB binary, built once per version of stack/ferretdb/{go.mod,go.sum,tools.go}."""
+    """The FerretDB binary, built once per version of stack/ferretdb/ (modules and patches)."""
     src = STACK_SRC / "ferretdb"
     binary = cfg.cache / "bin" / f"ferretdb-{_digest(*(src / f for f in _GO_FILES))}"
     if binary.exists():

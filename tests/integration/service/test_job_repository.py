@@ -160,3 +160,22 @@ def test_a_database_of_the_previous_version_is_brought_up_to_date(
         await jobs.insert(job("second"))  # the same owner, neither with an `idem`
 
     run(settings, True, scenario)
+
+
+def test_the_local_stacks_ferretdb_finds_an_id_by_its_index(settings: CommonSettings) -> None:
+    """stack/ferretdb/patches.json: without it every lookup by `_id` scans the table."""
+    localstack = load_localstack()
+    cfg = localstack.Config.from_env()
+    if settings.mongodb_uri.get_secret_value() != cfg.mongodb_uri:
+        pytest.skip("the database is not the local stack's FerretDB")
+
+    async def scenario(jobs: JobRepository) -> None:
+        if not await is_ferretdb(jobs.collection.database):
+            pytest.skip("a MongoDB, not FerretDB, answers on the local stack's port")
+        await jobs.insert(job("indexed"))
+        plan = await jobs.collection.database.command(
+            "explain", {"find": "jobs", "filter": {"_id": "indexed"}}
+        )
+        assert "USING INDEX" in " ".join(plan["queryPlanner"]["Plan"]), plan
+
+    run(settings, True, scenario)
