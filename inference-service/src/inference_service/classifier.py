@@ -73,6 +73,10 @@ class Classifier:
         job_id: str = job["_id"]
         deadline = time.monotonic() + seconds
         with self.settled.watch(job_id) as changed:
+            if not JobStatus(job["status"]).terminal:
+                # Read again now that a fold wakes us: one that came between the caller's
+                # read and the watch would otherwise wait for the next poll.
+                job = await self.service.get(owner, job_id)
             while not JobStatus(job["status"]).terminal:
                 left = deadline - time.monotonic()
                 if left <= 0:
