@@ -22,7 +22,7 @@ from inference_service.domain.events import Channel
 from inference_service.metrics import ServiceMetrics
 from inference_service.service import JobService, Limits
 from inference_service.settings import ServiceSettings
-from inference_service.storage.images import ImageArchiver, ImageStore
+from inference_service.storage.images import ImageStore
 from inference_service.storage.jobs import JobRepository, is_ferretdb
 from inference_service.storage.leases import LeaseStore
 from inference_service.workers.executions import ExecutionScheduler, RetryPolicy
@@ -98,16 +98,10 @@ class Runtime:
         ferretdb = await is_ferretdb(db)
         if ferretdb:
             log.info("FerretDB: job writes are checked in this process; run one replica")
-        images = ImageStore(db)
-        archiver = ImageArchiver(images)
         jobs = self.jobs = JobRepository(
-            db,
-            self.outbox_writes,
-            check_in_process=ferretdb,
-            metrics=self.metrics,
-            on_finished=archiver.finished,
+            db, self.outbox_writes, check_in_process=ferretdb, metrics=self.metrics
         )
-        self._spawn("image-archiver", lambda: archiver.run(self._stop))
+        images = ImageStore(db)
         await jobs.ensure_indexes()
         self._service = JobService(
             jobs,

@@ -6,11 +6,9 @@ import threading
 from typing import Any
 
 import pytest
-from bson import ObjectId
 
 from inference_common.events import EventType
 from inference_common.image_refs import IMAGE_COLLECTION
-from inference_service.storage.images import ARCHIVE_COLLECTION
 from tests.contracts import validate_kafka_event
 from tests.integration.service.harness import (
     Executor,
@@ -223,33 +221,3 @@ def test_a_long_poll_answers_when_the_job_finishes(
     executor.completed(request)
     poll.join(30)
     assert answer["status"] == "DONE"  # one request, answered once the result was folded
-
-
-def test_a_finished_jobs_image_moves_out_of_the_executors_way(
-    service: RunningService, jobs_topic: TopicReader, executor: Executor
-) -> None:
-    job = new_job(service.client, execute=True)
-    mongo, jobs = jobs_in_db(service.settings)
-    database = mongo[service.settings.mongodb_database]
-    try:
-        file_id = ObjectId(jobs.find_one({"_id": job["id"]})["image"]["file_id"])
-        assert database[IMAGE_COLLECTION].count_documents({"_id": file_id}) == 1
-        (request,) = requests_for(jobs_topic, job["id"], 1)
-        executor.started(request)
-        executor.completed(request)
-        wait_status(service.client, job["id"], "DONE")
-        wait_for(
-            lambda: database[ARCHIVE_COLLECTION].count_documents({"_id": file_id}) == 1,
-            what="the image in the archive",
-        )
-        assert database[IMAGE_COLLECTION].count_documents({"_id": file_id}) == 0
-        # The API still serves it, from the archive.
-        served = service.client.get(f"/jobs/{job['id']}/image")
-        assert served.status_code == 200 and served.content == image_bytes()
-        assert service.client.delete(f"/jobs/{job['id']}").status_code == 204
-        wait_for(
-            lambda: database[ARCHIVE_COLLECTION].count_documents({"_id": file_id}) == 0,
-            what="the archived image deleted with its job",
-        )
-    finally:
-        mongo.close()

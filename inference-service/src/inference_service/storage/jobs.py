@@ -183,14 +183,11 @@ class JobRepository:
         *,
         check_in_process: bool,
         metrics: ServiceMetrics | None = None,
-        on_finished: Callable[[Document], None] | None = None,
     ) -> None:
         self.collection: AsyncCollection[Document] = db["jobs"]
         # Idempotency-Key -> job, one document per key, found by `_id` like everything else.
         self.keys: AsyncCollection[Document] = db["idempotency_keys"]
         self._on_outbox_write = on_outbox_write
-        # Told each job this process moved into DONE, FAILED or CANCELLED (archives its image).
-        self._on_finished = on_finished
         self._metrics = metrics or ServiceMetrics()
         self._locks = JobLocks()
         self._check_in_process = check_in_process
@@ -301,17 +298,14 @@ class JobRepository:
                 )
             self._track(changed)
         if changed is not None:
-            self._entered(set_fields.get("status"), changed)
+            self._entered(set_fields.get("status"))
             if events:
                 self._on_outbox_write(job_id)
         return changed
 
-    def _entered(self, status: str | None, job: Document) -> None:
-        if status is None:
-            return
-        self._metrics.job_transitions.labels(status).inc()
-        if self._on_finished is not None and JobStatus(status).terminal:
-            self._on_finished(job)
+    def _entered(self, status: str | None) -> None:
+        if status is not None:
+            self._metrics.job_transitions.labels(status).inc()
 
     # --- the outbox relay ---
 
@@ -390,7 +384,7 @@ class JobRepository:
             self._track(folded)
         if folded is None:
             return False
-        self._entered(update.get("$set", {}).get("status"), folded)
+        self._entered(update.get("$set", {}).get("status"))
         return True
 
     # --- compare-and-set, by `_id` alone on FerretDB ---
