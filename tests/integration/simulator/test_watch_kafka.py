@@ -184,22 +184,39 @@ def test_watch_from_now_skips_what_was_logged_before_it_started(settings: Common
 
 def test_watch_waits_for_topics_and_exits_0_on_ctrl_c(settings: CommonSettings) -> None:
     # No ensure_topics: the watcher starts before the platform has created its topics.
+    # Ctrl-C as in a terminal, even when the tests run in a shell's background job, which
+    # starts everything with SIGINT ignored (the watcher would then never stop).
+    as_in_a_terminal = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv = ['simulator', 'watch']; runpy.run_module('simulator', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator", "watch"],
+        [sys.executable, "-c", as_in_a_terminal],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    waiting = f"topic {settings.topic_jobs} does not exist yet; waiting for it"
+    assert process.stderr is not None
+    seen: list[str] = []
     try:
-        time.sleep(4)
+        # Interrupt once it is watching: a SIGINT during the interpreter's start-up tests
+        # nothing of ours (on a loaded machine that start alone can take seconds).
+        deadline = time.monotonic() + 60
+        while not any(waiting in line for line in seen) and time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        out, rest = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
+    err = "".join(seen) + rest
     assert process.returncode == 0, err
     assert out == ""
-    assert f"topic {settings.topic_jobs} does not exist yet; waiting for it" in err
+    assert waiting in err
 
 
 def test_an_unreachable_kafka_is_one_line_and_exit_2(
