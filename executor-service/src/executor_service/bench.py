@@ -212,25 +212,10 @@ def _executor_rate(
     settings: ExecutorSettings, model: str, task: str, data: bytes, jobs: int
 ) -> tuple[float, dict[str, float]]:
     """Jobs/s of an executor process draining a backlog, and CPU ms per job by process."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {
-        "TOPIC_JOBS": f"bench.{suffix}.jobs",
-        "TOPIC_RESULTS": f"bench.{suffix}.results",
-        "TOPIC_DEAD_LETTER": f"bench.{suffix}.deadletter",
-    }
-    run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
-    ensure_topics(run_settings)
+    run_settings, env = fresh_run(settings)
     refs = store_images(run_settings, data)
     port = free_port()
-    env = {
-        **os.environ,
-        **topics,
-        "TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "MONGODB_DATABASE": settings.mongodb_database,
-        "EXECUTOR_GROUP_ID": f"bench-{suffix}",
-        "EXECUTOR_HTTP_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
+    env["EXECUTOR_HTTP_PORT"] = str(port)
     process = subprocess.Popen([sys.executable, "-m", "executor_service"], env=env)
     try:
         wait_ready(port)
@@ -251,6 +236,28 @@ def _executor_rate(
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+def fresh_run(settings: ExecutorSettings) -> tuple[ExecutorSettings, dict[str, str]]:
+    """Topics of its own (created) and a consumer group of its own for one measurement: the
+    settings to produce and read with, and the environment for the executor processes."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = {
+        "TOPIC_JOBS": f"bench.{suffix}.jobs",
+        "TOPIC_RESULTS": f"bench.{suffix}.results",
+        "TOPIC_DEAD_LETTER": f"bench.{suffix}.deadletter",
+    }
+    run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
+    ensure_topics(run_settings)
+    env = {
+        **os.environ,
+        **topics,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "MONGODB_DATABASE": settings.mongodb_database,
+        "EXECUTOR_GROUP_ID": f"bench-{suffix}",
+        "LOG_LEVEL": "WARNING",
+    }
+    return run_settings, env
 
 
 def free_port() -> int:

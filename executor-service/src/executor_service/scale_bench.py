@@ -38,12 +38,19 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from executor_service.bench import free_port, image_for, produce_requests, store_images, wait_ready
+from executor_service.bench import (
+    free_port,
+    fresh_run,
+    image_for,
+    produce_requests,
+    store_images,
+    wait_ready,
+)
 from executor_service.consumer import header_pairs
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
 from inference_common.events import EventType, from_record
-from inference_common.kafka import client_config, consumer_config, ensure_topics
+from inference_common.kafka import client_config, consumer_config
 from inference_common.mongo import sync_client
 from inference_common.processes import cpu_seconds, listening_pids, port_of
 
@@ -136,24 +143,9 @@ def _drain(
     settings: ExecutorSettings, count: int, workload: Workload, stack: dict[str, int]
 ) -> Try:
     """`count` executors in a group of their own on fresh topics drain the workload."""
-    suffix = uuid.uuid4().hex[:8]
-    topics = {
-        "TOPIC_JOBS": f"bench.{suffix}.jobs",
-        "TOPIC_RESULTS": f"bench.{suffix}.results",
-        "TOPIC_DEAD_LETTER": f"bench.{suffix}.deadletter",
-    }
-    run_settings = settings.model_copy(update={key.lower(): value for key, value in topics.items()})
-    ensure_topics(run_settings)
-    group = f"bench-{suffix}"
-    env = {
-        **os.environ,
-        **topics,
-        "TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "MONGODB_DATABASE": settings.mongodb_database,
-        "EXECUTOR_GROUP_ID": group,
-        "EXECUTOR_WORKERS": "1",
-        "LOG_LEVEL": "WARNING",
-    }
+    run_settings, env = fresh_run(settings)
+    env["EXECUTOR_WORKERS"] = "1"
+    group = env["EXECUTOR_GROUP_ID"]
     with ExitStack() as cleanup:
         cleanup.callback(_delete_topics, run_settings)
         executors = []
