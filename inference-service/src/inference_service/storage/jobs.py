@@ -168,10 +168,11 @@ class JobRepository:
     """Reads and compare-and-set writes; a write that adds events also wakes the relay.
 
     Every read and write of one job goes by `_id` alone when `check_in_process` (FerretDB):
-    FerretDB 1.24 answers a pure `_id` filter directly but decodes the whole collection for
-    `_id` plus any other condition (18 ms at 400 jobs, growing). There the conditions are
-    checked here, under the job's lock, which already makes the write atomic (JobLocks). On
-    MongoDB the conditions stay in the filter: a compare-and-set that holds across replicas.
+    FerretDB 1.24 pushes a lone `_id` filter down to SQLite (served by the `_id` index with the
+    local stack's patch) but evaluates `_id` plus any other condition in Go over every
+    document (18 ms at 400 jobs, growing). There the conditions are checked here, under the
+    job's lock, which already makes the write atomic (JobLocks). On MongoDB the conditions
+    stay in the filter: a compare-and-set that holds across replicas.
 
     Every write of a job passes here, so here the created jobs and status changes are counted.
     """
@@ -310,7 +311,7 @@ class JobRepository:
     # --- the outbox relay ---
 
     async def pending_outbox(self, job_id: str) -> Document | None:
-        """One job's pending events, read by `_id`: the lookup FerretDB answers without a scan."""
+        """One job's pending events, read by `_id`: the one lookup FerretDB pushes down."""
         job = await self.collection.find_one(
             {"_id": job_id}, {"outbox": 1, "outbox_pending": 1, "deleted": 1, "image": 1}
         )
