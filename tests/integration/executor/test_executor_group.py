@@ -104,8 +104,10 @@ def run_batch(
     return {job_id: next(iter(finisher[job_id])) for job_id in wanted}
 
 
-def test_sigkill_loses_nothing(settings, group, spawn) -> None:
-    first = spawn("killed")
+def one_executor_with_a_backlog(settings, group, spawn, name: str):
+    """One executor holding every partition, then 80 detection jobs for it (slow enough to
+    be interrupted mid-way)."""
+    executor = spawn(name)
     wait_for_group(settings, group, members=1)
     jobs = requests_for(
         settings,
@@ -115,6 +117,11 @@ def test_sigkill_loses_nothing(settings, group, spawn) -> None:
         task="object_detection",
     )
     produce(settings, [request_record(job) for job in jobs])
+    return executor, jobs
+
+
+def test_sigkill_loses_nothing(settings, group, spawn) -> None:
+    first, jobs = one_executor_with_a_backlog(settings, group, spawn, "killed")
 
     with topic_reader(settings, settings.topic_results) as reader:
         reader.read_until(completions_of(3), timeout=60)
@@ -133,16 +140,7 @@ def test_sigkill_loses_nothing(settings, group, spawn) -> None:
 
 
 def test_sigterm_finishes_in_flight_work_commits_and_exits_zero(settings, group, spawn) -> None:
-    first = spawn("terminated")
-    wait_for_group(settings, group, members=1)
-    jobs = requests_for(
-        settings,
-        "kite_and_cold.jpg",
-        80,
-        model="ssd-mobilenet-v1-coco-quant",
-        task="object_detection",
-    )
-    produce(settings, [request_record(job) for job in jobs])
+    first, jobs = one_executor_with_a_backlog(settings, group, spawn, "terminated")
 
     with topic_reader(settings, settings.topic_results) as reader:
         reader.read_until(completions_of(3), timeout=60)
