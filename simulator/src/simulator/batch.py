@@ -30,7 +30,7 @@ from inference_common.image_files import IMAGE_MEDIA_TYPES
 from simulator.client import ApiError, ApiFailure, ApiUnreachable
 from simulator.resources import ImageSample, Job, UnexpectedResponse
 from simulator.sse import ServerSentEvent
-from simulator.traffic import STRUCTURED, CompletionSignals, settled_job_id, wait_at_most
+from simulator.traffic import STRUCTURED
 
 DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
 # Suffixes a batch picks up: the simulator's image types, plus TIFF (the API takes it too).
@@ -38,6 +38,8 @@ DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
 REJECTED: Final = "REJECTED"
 UNREADABLE: Final = "UNREADABLE"
 TIMED_OUT: Final = "TIMED_OUT"
+# One long poll of `GET /jobs/{id}?wait=`: well inside the client's 30 s request timeout.
+LONG_POLL_S: Final = 10.0
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS results (
@@ -71,7 +73,7 @@ class BatchApi(Protocol):
         execute: bool = True,
     ) -> Job: ...
 
-    async def get_job(self, job_id: str) -> Job: ...
+    async def get_job(self, job_id: str, wait_s: float = 0.0) -> Job: ...
 
     async def get_result(self, job_id: str) -> dict[str, Any]: ...
 
@@ -214,7 +216,6 @@ class BatchOptions:
     concurrency: int = 4
     recursive: bool = False
     result_timeout_s: float = 120.0
-    poll_interval_s: float = 5.0
 
 
 @dataclass
@@ -239,7 +240,7 @@ class BatchRun:
         self.log = log
         self.options = options
         self.summary = BatchSummary()
-        self._signals = CompletionSignals()
+        self._stream_open = asyncio.Event()
         self._jobs: dict[str, str] = {}  # job id → file name, for the event log lines
 
     async def run(self) -> BatchSummary:
@@ -257,9 +258,9 @@ class BatchRun:
         events = asyncio.create_task(self._follow_events())
         try:
             with contextlib.suppress(TimeoutError):
-                # The stream is a shortcut, not a requirement: polling covers a missing one.
+                # The stream only feeds the log: the results come from the long poll.
                 async with asyncio.timeout(2.0):
-                    await self._signals.open.wait()
+                    await self._stream_open.wait()
             workers = [
                 asyncio.create_task(self._worker(queue))
                 for _ in range(min(self.options.concurrency, max(len(files), 1)))
@@ -322,8 +323,6 @@ class BatchRun:
         except (ApiFailure, UnexpectedResponse) as exc:
             row.error = _error_of(exc)
             self.log("error", name, job.id, row.error)
-        finally:
-            self._signals.forget(job.id)
         row.finished_at = utc_now()
         self._store(row)
 
@@ -334,21 +333,17 @@ class BatchRun:
         self.log("stored", row.file, row.job_id, f"status={row.status} {outcome or ''}".rstrip())
 
     async def _await_terminal(self, job: Job) -> Job:
-        signal = self._signals.register(job.id)
+        """The server's long poll answers as soon as the job's record is final. Waiting on the
+        event stream instead missed results: the stream runs ahead of the record (the job
+        service folds results in separately) and can even beat the create's answer, and a
+        waiter that missed its event slept a whole poll interval (issue 11's 5 s stalls)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.result_timeout_s
         while not job.terminal:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 raise TimeoutError
-            await wait_at_most(signal, min(remaining, self.options.poll_interval_s))
-            woken = signal.is_set()
-            signal.clear()
-            job = await self.client.get_job(job.id)
-            if woken and not job.terminal:
-                # The stream can be ahead of the job's record: look again shortly.
-                await asyncio.sleep(0.05)
-                job = await self.client.get_job(job.id)
+            job = await self.client.get_job(job.id, min(remaining, LONG_POLL_S))
         return job
 
     async def _settle(self, row: ResultRow, job: Job) -> None:
@@ -367,7 +362,7 @@ class BatchRun:
         backoff = 0.5
         while True:
             try:
-                async for event in self.client.events(on_open=self._signals.open.set):
+                async for event in self.client.events(on_open=self._stream_open.set):
                     backoff = 0.5
                     self._seen(event)
             except ApiFailure as exc:
@@ -384,8 +379,6 @@ class BatchRun:
         if name is None:
             return  # another client's run, or a job of this batch not yet created
         self.log("event", name, envelope.subject, envelope.type.short)
-        if settled_job_id(event) is not None:
-            self._signals.notify(envelope.subject)
 
 
 def _error_of(exc: Exception) -> str:

@@ -65,6 +65,11 @@ class FakeApi:
     unavailable_creates: int = 0  # answer this many creates with 503 first
     events_enabled: bool = True
     send_events: bool = True
+    # The job's record turns final this long after its event (the job service folds results
+    # in after the event stream has seen them).
+    fold_lag_s: float = 0.0
+    # The job is finished, and its event sent, before the create request is answered.
+    finish_before_answer: bool = False
 
     def __post_init__(self) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -90,12 +95,23 @@ class FakeApi:
         if request.method == "GET" and path == "/events":
             return self._events()
         if request.method == "POST" and path == "/jobs":
-            return self._create(request)
+            response = self._create(request)
+            if self.finish_before_answer:
+                await asyncio.sleep(0.05)  # the event stream delivers before this answer
+            return response
         match = re.fullmatch(r"/jobs/([0-9a-f]{32})(/result|/execution|/cancellation)?", path)
         job = self.jobs.get(match.group(1)) if match else None
         if match is None or job is None:
             return problem(404, "not-found", f"{request.method} {path}")
+        if request.method == "GET" and not match.group(2) and "wait" in request.url.params:
+            await self._long_poll(job, float(request.url.params["wait"]))
         return self._job_operation(request.method, match.group(2) or "", job)
+
+    async def _long_poll(self, job: dict[str, Any], wait_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while job["status"] in ("NEW", "QUEUED") and loop.time() < deadline:
+            await asyncio.sleep(0.005)
 
     def _job_operation(self, method: str, operation: str, job: dict[str, Any]) -> httpx.Response:
         if (method, operation) == ("GET", ""):
@@ -117,7 +133,11 @@ class FakeApi:
         job["status"], job["attempt"] = "QUEUED", job["attempt"] + 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
-        if job["model"] not in self.stuck_models:
+        if job["model"] in self.stuck_models:
+            return
+        if self.finish_before_answer:
+            self._finish(job["id"])
+        else:
             asyncio.get_running_loop().call_later(self.run_s, self._finish, job["id"])
 
     def _create(self, request: httpx.Request) -> httpx.Response:
@@ -159,12 +179,18 @@ class FakeApi:
         if job is None or job["status"] != "QUEUED":
             return  # deleted or cancelled meanwhile
         if job["model"] in self.failing_models:
-            job["status"] = "FAILED"
-            job["error"] = {"code": "image_unreadable", "message": "cannot identify image file"}
             self._publish(EventType.FAILED, job_id, ev.failed(job_id))
+            outcome = {
+                "status": "FAILED",
+                "error": {"code": "image_unreadable", "message": "cannot identify image file"},
+            }
         else:
-            job["status"] = "DONE"
             self._publish(EventType.COMPLETED, job_id, ev.completed(job_id))
+            outcome = {"status": "DONE"}
+        if self.fold_lag_s > 0:
+            asyncio.get_running_loop().call_later(self.fold_lag_s, job.update, outcome)
+        else:
+            job.update(outcome)
 
     def _result(self, job: dict[str, Any]) -> httpx.Response:
         if job["status"] != "DONE":
