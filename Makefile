@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -52,20 +52,31 @@ web-ui:  ## the Streamlit page at http://127.0.0.1:8501 (the API at API_URL, def
 watch:  ## the event log, human-readable, from the beginning
 	$(RUN) simulator watch --from-beginning
 
-bench: serve  ## benchmark (not a test): the pipeline end to end against the bare model
-	$(RUN) simulator bench --write docs/benchmarks.md
+# The bench group (the peers' Starlette, uvicorn and Celery) is installed for these targets only.
+BENCH := $(RUN) --group bench python -m
+# apt-get as root, through sudo otherwise.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench-tools:  ## wrk and redis-server from Debian, when missing
+	@command -v wrk >/dev/null && command -v redis-server >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server; }
+
+bench: serve bench-tools  ## benchmark (not a test): the platform against a synchronous endpoint and Celery on Redis
+	env $$($(STACK) env) API_URL=http://127.0.0.1:$${SERVICE_PORT:-8080}/api/v1/inference \
+	  $(BENCH) benchmarks.pipeline --write docs/benchmarks.md
 
 bench-executor: assets up  ## benchmark: the executor alone, from Kafka to result events
-	$(RUN) python -m executor_service.bench --seconds 5
+	env $$($(STACK) env) $(BENCH) benchmarks.executor --seconds 5
 
 bench-scale: assets up  ## benchmark: 1, 2, 3 executor processes in one group drain the same backlog (docs/scaling.md)
-	$(RUN) python -m executor_service.scale_bench --models mnist-lstm-tflm-float32 --jobs 1000
-	$(RUN) python -m executor_service.scale_bench --models mobilenet-v2-imagenet-quant --jobs 300
+	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mnist-lstm-tflm-float32 --jobs 1000
+	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mobilenet-v2-imagenet-quant --jobs 300
 
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src web-ui/src
+	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src web-ui/src benchmarks
 
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)

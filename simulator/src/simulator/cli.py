@@ -1,5 +1,5 @@
-"""The `simulator` command: `simulate` (traffic through the public API), `watch` (event log),
-`batch` (a directory of images classified into SQLite) and `bench` (end-to-end benchmark).
+"""The `simulator` command: `simulate` (traffic through the public API), `watch` (event log)
+and `batch` (a directory of images classified into SQLite).
 
 Exit codes: 0 done (`batch`: it ran, failed files included); 1 `simulate` finished but some
 job was not created, timed out or its result could not be read (FAILED jobs are an answer, not
@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from rich.console import Console
 
 from inference_common.assets import AssetStore
-from simulator import bench
 from simulator.batch import DEFAULT_MODEL, BatchOptions, BatchRun
 from simulator.batch import opened as opened_batch
 from simulator.client import ApiFailure, ApiUnreachable, InferenceClient
@@ -53,9 +52,6 @@ def build_parser() -> argparse.ArgumentParser:
     _watch_arguments(commands.add_parser("watch", help="print the Kafka event log, readably"))
     _batch_arguments(
         commands.add_parser("batch", help="classify every image of a directory into SQLite")
-    )
-    _bench_arguments(
-        commands.add_parser("bench", help="the pipeline against the bare model (benchmark)")
     )
     return parser
 
@@ -119,14 +115,6 @@ def _batch_arguments(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def _bench_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--api", help="API base URL (env API_URL; default the local service)")
-    sub.add_argument("--api-key", help="sent as X-API-Key (env API_KEY)")
-    sub.add_argument("--seconds", type=_positive_float, default=20.0, help="per phase (20)")
-    sub.add_argument("--concurrency", type=_positive_int, default=16, help="clients (16)")
-    sub.add_argument("--write", type=Path, help="put the results into this page, e.g. docs/...")
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if not 0 < value <= MAX_JOBS:
@@ -154,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "watch":
             return watch_command(args)
-        commands = {"batch": batch_command, "bench": bench_command}
+        commands = {"batch": batch_command}
         return asyncio.run(commands.get(args.command, simulate_command)(args))
     except CannotRun as exc:
         errors.print(f"simulator: {exc}", markup=False, soft_wrap=True)
@@ -272,31 +260,6 @@ async def batch_command(args: argparse.Namespace) -> int:
                 log("error", detail=str(exc))
                 raise CannotRun(str(exc)) from exc
     console.print(summary.line(), markup=False)
-    return EXIT_OK
-
-
-async def bench_command(args: argparse.Namespace) -> int:
-    settings = SimulatorSettings()
-    api_url = args.api or settings.api_url
-    if not is_local_network(api_url):
-        raise CannotRun(f"{api_url} is not on this machine's network; benchmarks stay local")
-    api_key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
-    store = _asset_store(settings)
-    if store is None:
-        raise CannotRun("the benchmark needs the asset cache (make assets)")
-    header = f"Measured {bench.machine(args.seconds, args.concurrency)}."
-    print(header, flush=True)
-    async with InferenceClient(api_url, api_key) as client:
-        try:
-            await client.list_models()
-        except (ApiFailure, UnexpectedResponse) as exc:
-            raise CannotRun(str(exc)) from exc
-        figures = await bench.run_bench(client, store, args.seconds, args.concurrency)
-    results = bench.table(figures)
-    print(results)
-    if args.write:
-        bench.write_results(args.write, header, results)
-        print(f"written to {args.write}")
     return EXIT_OK
 
 

@@ -1,6 +1,6 @@
 """Benchmark: the same backlog drained by 1, 2, 3 executor processes in one consumer group.
 
-    uv run python -m executor_service.scale_bench [--models NAME ...] [--jobs 400]
+    uv run python -m benchmarks.scale [--models NAME ...] [--jobs 400]
                                 [--rounds 3] [--executors 1 2 3] [--partitions 3]
 
 Per model, `--rounds` rounds, each trying every executor count in turn (interleaved, so a change
@@ -38,21 +38,20 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from executor_service.bench import (
-    free_port,
+from benchmarks.executor import (
     fresh_run,
     image_for,
     produce_requests,
     store_images,
     wait_ready,
 )
+from benchmarks.processes import cpu_seconds, free_port, listening_pids, port_of
 from executor_service.consumer import header_pairs
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
 from inference_common.events import EventType, from_record
 from inference_common.kafka import client_config, consumer_config
 from inference_common.mongo import sync_client
-from inference_common.processes import cpu_seconds, listening_pids, port_of
 
 DEFAULT_MODELS = ["mnist-lstm-tflm-float32", "mobilenet-v2-imagenet-quant"]
 

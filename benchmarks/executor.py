@@ -1,6 +1,6 @@
 """Benchmark: the bare interpreter loop (ceiling) against the executor from Kafka to result.
 
-    uv run python -m executor_service.bench [--models NAME ...] [--seconds 8]
+    uv run python -m benchmarks.executor [--models NAME ...] [--seconds 8]
 
 Per model, in one run and with the same worker count and interpreter threads:
 1. ceiling: each worker thread invokes its own interpreter in a loop (input already set);
@@ -18,7 +18,6 @@ import hashlib
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from ai_edge_litert.interpreter import Interpreter
 from bson import ObjectId
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
+from benchmarks.processes import cpu_seconds, free_port, listening_pids, port_of
 from executor_service import decoding
 from executor_service.consumer import header_pairs
 from executor_service.models import LoadedModel, load_model
@@ -47,7 +47,6 @@ from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
 from inference_common.mnist import MNIST_IMAGES, read_digits
 from inference_common.mongo import sync_client
-from inference_common.processes import cpu_seconds, listening_pids, port_of
 
 IMAGE_FOR = {
     "mobilenet-v2-imagenet-quant": "images/cat_720p.jpg",
@@ -258,12 +257,6 @@ def fresh_run(settings: ExecutorSettings) -> tuple[ExecutorSettings, dict[str, s
         "LOG_LEVEL": "WARNING",
     }
     return run_settings, env
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_ready(port: int, timeout: float = 120.0) -> None:
