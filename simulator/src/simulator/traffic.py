@@ -116,21 +116,35 @@ class NullObserver:
 class CompletionSignals:
     """Wakes the waiter of a job when the event stream says it may be finished."""
 
+    # The stream can deliver a job's settling event before the request that created the job
+    # has been answered: such events are kept (the newest this many), so that the waiter who
+    # registers a moment later wakes at once instead of a poll interval later.
+    EARLY_KEPT = 1024
+
     def __init__(self) -> None:
         self._waiting: dict[str, asyncio.Event] = {}
+        self._early: dict[str, None] = {}  # insertion-ordered: the oldest goes first
         self.open = asyncio.Event()
 
     def register(self, job_id: str) -> asyncio.Event:
-        return self._waiting.setdefault(job_id, asyncio.Event())
+        signal = self._waiting.setdefault(job_id, asyncio.Event())
+        if job_id in self._early:
+            del self._early[job_id]
+            signal.set()
+        return signal
 
     def forget(self, job_id: str) -> None:
         self._waiting.pop(job_id, None)
 
     def notify(self, job_id: str) -> None:
-        # Jobs this run is not waiting for (other runs of the same client) are ignored.
         signal = self._waiting.get(job_id)
         if signal is not None:
             signal.set()
+            return
+        # Another run's job (ignored), or ours before its create was answered.
+        self._early[job_id] = None
+        if len(self._early) > self.EARLY_KEPT:
+            del self._early[next(iter(self._early))]
 
 
 def settled_job_id(event: ServerSentEvent) -> str | None:

@@ -9,6 +9,7 @@ import pytest
 from simulator.resources import ImageSample, ModelInfo
 from simulator.sse import ServerSentEvent
 from simulator.traffic import (
+    CompletionSignals,
     JobOutcome,
     JobPlan,
     Pacing,
@@ -202,3 +203,23 @@ def test_only_settling_events_of_ours_wake_a_waiter() -> None:
     assert settled_job_id(sse(EventType.DELETED, ev.deleted())) == ev.JOB_ID
     assert settled_job_id(sse(EventType.STARTED, ev.started())) is None
     assert settled_job_id(ServerSentEvent("message", "not json")) is None
+
+
+def test_a_settling_event_before_the_waiter_registers_wakes_it_at_once() -> None:
+    signals = CompletionSignals()
+    signals.notify("early")
+    assert signals.register("early").is_set()
+    assert not signals.register("other").is_set()
+    for number in range(CompletionSignals.EARLY_KEPT + 1):
+        signals.notify(f"job-{number}")
+    assert not signals.register("job-0").is_set()  # the oldest was dropped: bounded
+    assert signals.register(f"job-{CompletionSignals.EARLY_KEPT}").is_set()
+
+
+@synchronously
+async def test_a_job_whose_event_beats_the_create_answer_is_not_left_to_the_poll() -> None:
+    api = FakeApi(finish_before_answer=True, fold_lag_s=0.1)
+    started = time.monotonic()
+    traffic = await run(api, plans(["cls"], 3), Pacing(concurrency=3), timers=STREAM_ONLY)
+    assert time.monotonic() - started < 5  # the next poll would come after 60 s
+    assert [o.status for o in traffic.outcomes] == ["DONE"] * 3
