@@ -11,9 +11,10 @@ warm-up:
 - the synchronous endpoint (benchmarks/peers/sync_endpoint.py), started here;
 - Celery on Redis (benchmarks/peers/celery_peer.py), started here with its own Redis.
 During each 16-connection run: CPU time per job of every process that does the work (from
-/proc, each process with its children), and for the platform the database commands per job
-(`serverStatus` `metrics.commands`, which FerretDB and MongoDB both count per command; the
-drivers' own handshakes and heartbeats left out). The platform must be running (`make serve`);
+/proc, each process with its children), and the store's operations per job: the platform's
+database commands (`serverStatus` `metrics.commands`, which FerretDB and MongoDB both count
+per command; the drivers' own handshakes and heartbeats left out), Redis's commands for Celery
+(`INFO commandstats`). The platform must be running (`make serve`);
 KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI, EXECUTOR_HTTP_PORT and API_URL say where it is.
 """
 
@@ -27,9 +28,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
+import redis
 from pymongo import MongoClient
 
 from benchmarks import load
@@ -43,10 +46,10 @@ from simulator.settings import SimulatorSettings
 IMAGE: Final = "images/cat_720p.jpg"
 LOW, HIGH = 2, 16  # connections
 WARM_UP_S: Final = 3.0
-# Commands the drivers send on their own (handshakes, heartbeats, sessions), and ours.
+# Commands the clients send on their own (handshakes, heartbeats, sessions), and ours.
 NOT_JOB_WORK: Final = frozenset(
     {"hello", "ismaster", "isMaster", "ping", "buildInfo", "buildinfo", "endSessions",
-     "serverStatus", "getParameter", "saslStart", "saslContinue"}
+     "serverStatus", "getParameter", "saslStart", "saslContinue", "info"}
 )  # fmt: skip
 # Markers around the generated part of the results page; the prose around them is kept.
 BEGIN: Final = "<!-- bench:begin (written by `python -m benchmarks.pipeline --write`) -->"
@@ -62,7 +65,8 @@ class System:
     url: str
     mode: load.Mode
     processes: dict[str, int]  # name -> pid; the process and its children count
-    database: MongoClient[dict[str, Any]] | None = None  # the platform's, to count commands
+    store: str = ""  # what `operations` counts: "database", "Redis"
+    operations: Callable[[], Counter[str]] | None = None  # the store's so far, by name
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,12 @@ class Figures:
     low: load.Load
     high: load.Load
     cpu_ms: dict[str, float]  # per job of the high run, by process
-    commands: dict[str, float] | None  # database commands per job of the high run, by name
+    store: str
+    operations: dict[str, float] | None  # store operations per job of the high run, by name
 
     @property
-    def commands_per_job(self) -> float | None:
-        return None if self.commands is None else sum(self.commands.values())
+    def operations_per_job(self) -> float | None:
+        return None if self.operations is None else sum(self.operations.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,14 +116,20 @@ def _systems(image: bytes) -> list[Callable[[], AbstractContextManager[System]]]
         uri = ExecutorSettings().mongodb_uri.get_secret_value()
         database: MongoClient[dict[str, Any]]
         with MongoClient(uri) as database:
-            yield System(name, api_url + path, mode, _platform_processes(api_url), database)
+            processes = _platform_processes(api_url)
+            count = partial(_database_commands, database)
+            yield System(name, api_url + path, mode, processes, "database", count)
 
     @contextmanager
     def peer(
         name: str, start: Callable[[bytes], AbstractContextManager[launch.Peer]]
     ) -> Iterator[System]:
         with start(image) as running:
-            yield System(name, running.url, "body", running.processes)
+            if running.redis_url is None:
+                yield System(name, running.url, "body", running.processes)
+            else:
+                count = partial(_redis_commands, running.redis_url)
+                yield System(name, running.url, "body", running.processes, "Redis", count)
 
     return [
         lambda: platform_flow(CLASSIFY, f"/models/{MODEL}/classify", "body"),
@@ -131,17 +142,17 @@ def _systems(image: bytes) -> list[Callable[[], AbstractContextManager[System]]]
 def measure(system: System, image: Path, seconds: float) -> Figures:
     load.run(system.url, system.mode, image, LOW, WARM_UP_S)
     low = load.run(system.url, system.mode, image, LOW, seconds)
-    cpu_before, commands_before = _cpu(system), _commands(system)
+    cpu_before, operations_before = _cpu(system), _operations(system)
     high = load.run(system.url, system.mode, image, HIGH, seconds)
-    cpu_after, commands_after = _cpu(system), _commands(system)
+    cpu_after, operations_after = _cpu(system), _operations(system)
     jobs = max(high.done, 1)
     cpu_ms = {name: (cpu_after[name] - cpu_before[name]) * 1000 / jobs for name in cpu_before}
     cpu_ms["wrk"] = high.cpu_ms_per_job
-    commands = None
-    if commands_before is not None and commands_after is not None:
-        spent = commands_after - commands_before
-        commands = {name: count / jobs for name, count in sorted(spent.items())}
-    return Figures(system.name, low, high, cpu_ms, commands)
+    operations = None
+    if operations_before is not None and operations_after is not None:
+        spent = operations_after - operations_before
+        operations = {name: count / jobs for name, count in sorted(spent.items())}
+    return Figures(system.name, low, high, cpu_ms, system.store, operations)
 
 
 def _platform_processes(api_url: str) -> dict[str, int]:
@@ -161,11 +172,23 @@ def _cpu(system: System) -> dict[str, float]:
     return {name: tree_cpu_seconds(pid) for name, pid in system.processes.items()}
 
 
-def _commands(system: System) -> Counter[str] | None:
-    """Commands the database has served so far, by name (None: not the platform)."""
-    if system.database is None:
-        return None
-    status = system.database.admin.command("serverStatus")
+def _operations(system: System) -> Counter[str] | None:
+    return None if system.operations is None else system.operations()
+
+
+def _redis_commands(url: str) -> Counter[str]:
+    """Commands Redis has served so far, by name."""
+    with redis.Redis.from_url(url) as client:
+        stats = client.info("commandstats")
+    calls = {
+        name.removeprefix("cmdstat_"): int(figures["calls"]) for name, figures in stats.items()
+    }
+    return Counter({name: n for name, n in calls.items() if name not in NOT_JOB_WORK})
+
+
+def _database_commands(database: MongoClient[dict[str, Any]]) -> Counter[str]:
+    """Commands the database has served so far, by name."""
+    status = database.admin.command("serverStatus")
     counted = status.get("metrics", {}).get("commands", {})
     return Counter(
         {
@@ -198,7 +221,8 @@ def _point(run: load.Load) -> str:
 
 
 def _line(f: Figures) -> str:
-    commands = "" if f.commands_per_job is None else f"; {f.commands_per_job:.1f} db ops/job"
+    ops = f.operations_per_job
+    commands = "" if ops is None else f"; {f.store} {ops:.1f} operations/job"
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in f.cpu_ms.items())
     return (
         f"{f.system}: c={LOW} {_point(f.low)}, c={HIGH} {_point(f.high)} req/s (p50 / p99 ms); "
@@ -209,15 +233,15 @@ def _line(f: Figures) -> str:
 def table(figures: Sequence[Figures]) -> str:
     lines = [
         f"| system | c={LOW}: req/s (p50 / p99 ms) | c={HIGH}: req/s (p50 / p99 ms) "
-        f"| CPU ms per job at c={HIGH}, by process | database operations per job |",
+        f"| CPU ms per job at c={HIGH}, by process | store operations per job at c={HIGH} |",
         "| --- | ---: | ---: | --- | --- |",
     ]
     for f in figures:
         cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in f.cpu_ms.items())
         commands = "-"
-        if f.commands is not None and f.commands_per_job is not None:
-            each = ", ".join(f"{name} {n:.2f}" for name, n in f.commands.items() if n >= 0.005)
-            commands = f"{f.commands_per_job:.1f} ({each})"
+        if f.operations is not None and f.operations_per_job is not None:
+            each = ", ".join(f"{name} {n:.2f}" for name, n in f.operations.items() if n >= 0.005)
+            commands = f"{f.store}: {f.operations_per_job:.1f} ({each})"
         lines.append(f"| {f.system} | {_point(f.low)} | {_point(f.high)} | {cpu} | {commands} |")
     by_name = {f.system: f for f in figures}
     peers = [by_name[name] for name in (SYNC, CELERY) if name in by_name]

@@ -29,6 +29,7 @@ START_TIMEOUT_S: Final = 120.0
 class Peer:
     url: str
     processes: dict[str, int]  # name -> pid of the process whose tree does that work
+    redis_url: str | None = None  # its store, when it has one
 
 
 def uvicorn_argv(app: str, port: int) -> list[str]:
@@ -54,7 +55,8 @@ def sync_endpoint(image: bytes) -> Iterator[Peer]:
 @contextmanager
 def celery_on_redis(image: bytes) -> Iterator[Peer]:
     redis_port, port = free_port(), free_port()
-    env = {**os.environ, "REDIS_URL": f"redis://{HOST}:{redis_port}/0"}
+    redis_url = f"redis://{HOST}:{redis_port}/0"
+    env = {**os.environ, "REDIS_URL": redis_url}
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as data, ExitStack() as stack:
         redis = stack.enter_context(_started(_redis_argv(redis_port, Path(data)), env))
         worker = stack.enter_context(_started(_celery_worker_argv(), env))
@@ -66,6 +68,7 @@ def celery_on_redis(image: bytes) -> Iterator[Peer]:
         yield Peer(
             url,
             {"endpoint": server.pid, "Celery workers": worker.pid, "Redis": redis.pid},
+            redis_url,
         )
 
 
