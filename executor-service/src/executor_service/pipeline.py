@@ -1,4 +1,5 @@
-"""One request through the model: image, checksum, preprocessing, invoke, decoding."""
+"""One request through its model (or a composition's models): image, checksum,
+preprocessing, invoke, decoding."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ class Stopwatch:
     _last: float = field(default_factory=time.perf_counter)
 
     def lap(self, step: str) -> None:
-        """Time since the last lap, added to the step's (a composition runs each step twice)."""
+        """Time since the last lap, added to the step's: a composition runs a model's steps
+        once per model, and its timings are their sums."""
         now = time.perf_counter()
         key = f"{step}_ms"
         self.timings[key] = round(self.timings.get(key, 0.0) + (now - self._last) * 1000, 3)

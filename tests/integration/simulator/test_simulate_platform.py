@@ -152,4 +152,5 @@ def test_the_demo_scenario_runs_every_operation(api_url: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for expected in ("202 Accepted", "CANCELLED", "204 No Content", "404 Not Found", "detected"):
         assert expected in done.stdout
+    assert "Seven people and three kites (scene: seashore)." in done.stdout
     assert "unexpected" not in done.stdout
