@@ -1,5 +1,7 @@
 """docs/kubernetes/ cannot be applied here (no cluster), so check the manifests statically."""
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +10,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from executor_service.settings import ExecutorSettings
+from inference_common.kafka import consumer_config
 from inference_common.settings import CommonSettings
 from inference_service.settings import ServiceSettings
 from tests.unit.test_configuration_doc import variables
@@ -144,3 +147,96 @@ def test_executors_stay_within_the_partitions_and_may_finish_their_jobs() -> Non
     # Inference threads match the CPU the Pod asks for (the default would not see a limit).
     workers = int(env_of("executor-service")["EXECUTOR_WORKERS"]["value"])
     assert workers == int(container("executor-service")["resources"]["requests"]["cpu"])
+
+
+# --- lag-based scaling with KEDA (docs/kubernetes/keda, a kustomize component) ---
+
+KEDA = MANIFESTS / "keda"
+KEDA_OBJECTS = [
+    document
+    for document in yaml.safe_load_all((KEDA / "executor-scaling.yaml").read_text())
+    if document
+]
+# KAFKA_SASL_MECHANISM in KEDA's words.
+KEDA_SASL = {"SCRAM-SHA-512": "scram_sha512", "SCRAM-SHA-256": "scram_sha256", "PLAIN": "plaintext"}
+
+
+def keda_object(kind: str) -> dict[str, Any]:
+    (only,) = [o for o in KEDA_OBJECTS if o["kind"] == kind]
+    return dict(only)
+
+
+def test_lag_scaling_follows_the_executor_group_within_the_partitions() -> None:
+    spec = keda_object("ScaledObject")["spec"]
+    assert spec["scaleTargetRef"]["name"] == "executor-service" in DEPLOYMENTS
+    assert (
+        1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= int(CONFIG["TOPIC_PARTITIONS"])
+    )
+    (trigger,) = spec["triggers"]
+    assert trigger["type"] == "kafka"
+    lag = trigger["metadata"]
+    assert lag["consumerGroup"] == ExecutorSettings.model_fields["executor_group_id"].default
+    assert lag["topic"] == CommonSettings.model_fields["topic_jobs"].default
+    assert lag["bootstrapServers"] == CONFIG["KAFKA_BOOTSTRAP_SERVERS"]
+    assert lag["allowIdleConsumers"] == "false"  # never more replicas than partitions
+    # A new group starts where the executors' consumers do.
+    reset = consumer_config(CommonSettings(), "any")["auto.offset.reset"]
+    assert lag["offsetResetPolicy"] == reset == "earliest"
+    assert int(lag["lagThreshold"]) > 0
+    # The same scale-down as the CPU autoscaler it replaces: each change is a rebalance.
+    (cpu,) = objects("HorizontalPodAutoscaler").values()
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    assert behavior["scaleDown"] == cpu["spec"]["behavior"]["scaleDown"]
+
+
+def test_lag_scaling_reaches_kafka_as_the_executors_do() -> None:
+    (trigger,) = keda_object("ScaledObject")["spec"]["triggers"]
+    lag = trigger["metadata"]
+    assert lag["sasl"] == KEDA_SASL[CONFIG["KAFKA_SASL_MECHANISM"]]
+    assert (lag["tls"] == "enable") == CONFIG["KAFKA_SECURITY_PROTOCOL"].endswith("SSL")
+    auth = keda_object("TriggerAuthentication")
+    assert trigger["authenticationRef"]["name"] == auth["metadata"]["name"]
+    (username,) = auth["spec"]["configMapTargetRef"]
+    (password,) = auth["spec"]["secretTargetRef"]
+    assert (username["parameter"], password["parameter"]) == ("username", "password")
+    assert username["name"] == "cv-inference-settings" and username["key"] in CONFIG
+    assert password["name"] == "cv-inference-secrets" and password["key"] in SECRET_KEYS
+    assert password["key"] == "KAFKA_SASL_PASSWORD"
+
+
+def test_the_keda_component_replaces_the_cpu_autoscaler() -> None:
+    component = yaml.safe_load((KEDA / "kustomization.yaml").read_text())
+    assert component["kind"] == "Component"
+    assert component["resources"] == ["executor-scaling.yaml"]
+    (patch,) = component["patches"]
+    deleted = yaml.safe_load(patch["patch"])
+    assert deleted["$patch"] == "delete"
+    assert deleted["kind"] == "HorizontalPodAutoscaler"
+    assert deleted["metadata"]["name"] in objects("HorizontalPodAutoscaler")
+    # Off by default (the CPU autoscaler is the fallback); one line switches it on.
+    assert "# components: [keda]" in (MANIFESTS / "kustomization.yaml").read_text()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl renders the kustomization")
+def test_rendered_one_autoscaler_drives_the_executors_either_way(tmp_path: Path) -> None:
+    def autoscalers(directory: Path) -> list[str]:
+        rendered = subprocess.run(
+            ["kubectl", "kustomize", str(directory)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        return [
+            o["kind"]
+            for o in yaml.safe_load_all(rendered)
+            if o["kind"] in {"HorizontalPodAutoscaler", "ScaledObject"}
+            and o["spec"]["scaleTargetRef"]["name"] == "executor-service"
+        ]
+
+    assert autoscalers(MANIFESTS) == ["HorizontalPodAutoscaler"]
+    copy = tmp_path / "kubernetes"
+    shutil.copytree(MANIFESTS, copy)
+    base = copy / "kustomization.yaml"
+    base.write_text(base.read_text().replace("# components: [keda]", "components: [keda]"))
+    assert autoscalers(copy) == ["ScaledObject"]

@@ -66,11 +66,34 @@ class ModelSpec(BaseModel):
         return self
 
 
+class CompositionSpec(BaseModel):
+    """A task made of the manifest's models, run on one image as one job with one result.
+
+    `describe`: the detector's objects counted into a short English sentence, with the
+    classifier's top class for the whole image when its score reaches `scene_threshold`. A
+    description composed from detections, not a neural caption.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]*$")
+    title: str
+    task: Literal["describe"]
+    detector: str
+    classifier: str
+    default_score_threshold: float = Field(default=0.5, ge=0, le=1)
+    default_top_k: int = Field(default=5, ge=1)
+    scene_threshold: float = Field(default=0.5, ge=0, le=1)
+    max_kinds: int = Field(default=4, ge=1)  # kinds of object named; the rest are "other"
+    measured: str = ""
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     file: tuple[AssetFile, ...]
     model: tuple[ModelSpec, ...]
+    composition: tuple[CompositionSpec, ...] = ()
 
     @model_validator(mode="after")
     def _references_exist(self) -> Manifest:
@@ -79,6 +102,20 @@ class Manifest(BaseModel):
             for ref in (spec.file, spec.labels_file):
                 if ref is not None and ref not in paths:
                     raise ValueError(f"model {spec.name} names {ref}, which has no [[file]] entry")
+        tasks = {spec.name: spec.task for spec in self.model}
+        for composition in self.composition:
+            wanted = {
+                composition.detector: "object_detection",
+                composition.classifier: "classification",
+            }
+            for name, task in wanted.items():
+                if tasks.get(name) != task:
+                    raise ValueError(
+                        f"composition {composition.name} needs {name} to be a model of task {task}"
+                    )
+        names = [spec.name for spec in self.model] + [spec.name for spec in self.composition]
+        if len(set(names)) != len(names):
+            raise ValueError("model and composition names must be unique")
         return self
 
     def images(self) -> list[AssetFile]:

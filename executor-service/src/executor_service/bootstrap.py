@@ -15,6 +15,7 @@ from executor_service.consumer import ExecutorService, kafka_reachable
 from executor_service.execution import ExecutionContext
 from executor_service.health import HealthServer
 from executor_service.images import StoredImages
+from executor_service.lag import ConsumerLag
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits
@@ -55,6 +56,8 @@ class Executor:
                     "client.id": self.executor,
                     "session.timeout.ms": settings.executor_session_timeout_ms,
                     "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
+                    "statistics.interval.ms": settings.executor_lag_interval_ms,
+                    "stats_cb": ConsumerLag(self.metrics.consumer_lag).on_statistics,
                 },
             )
         )

@@ -43,7 +43,6 @@ from inference_common.kafka import consume_available
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes | None]]
-_LAG_EVERY_S = 5.0
 # Commits are batched in time: one request per interval however many jobs finished.
 _COMMIT_EVERY_S = 0.2
 
@@ -85,7 +84,6 @@ class ExecutorService:
         self._running = 0  # executions queued or running in the pool
         self._running_lock = threading.Lock()
         self._closing = False
-        self._lag_at = 0.0
         self._commit_at = 0.0
         self.fatal: str | None = None
         self.heartbeat = time.monotonic()
@@ -118,7 +116,6 @@ class ExecutorService:
         if time.monotonic() - self._commit_at >= _COMMIT_EVERY_S:
             self._commit_at = time.monotonic()
             self._commit(asynchronous=True)
-        self._report_lag()
         self._metrics.in_flight.set(self._tracker.open)
         self._dispatch()
         if self._backlog:
@@ -343,7 +340,8 @@ class ExecutorService:
         for key in keys:
             self._done_offsets.pop(key, None)
             self._sent_offsets.pop(key, None)
-            with contextlib.suppress(KeyError):  # no lag reported for it yet
+            # Its lag is the new owner's to report (lag.py); none may have been reported yet.
+            with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(key[0], str(key[1]))
 
     def _abandon_backlog(self, revoked: Callable[[Partition], bool]) -> None:
@@ -360,21 +358,6 @@ class ExecutorService:
             self._fail(f"consumer: {error}")
         else:
             log.warning("consumer error", extra={"error": str(error)})
-
-    def _report_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._lag_at < _LAG_EVERY_S:
-            return
-        self._lag_at = now
-        assignment = self._consumer.assignment()
-        if not assignment:
-            return
-        for position in self._consumer.position(assignment):
-            _low, high = self._consumer.get_watermark_offsets(position, cached=True)
-            if high >= 0 and position.offset >= 0:
-                self._metrics.consumer_lag.labels(position.topic, str(position.partition)).set(
-                    high - position.offset
-                )
 
 
 def header_pairs(message: Message) -> Headers:

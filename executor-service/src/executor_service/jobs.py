@@ -49,7 +49,7 @@ class ModelOptions(BaseModel):
 
 class ExecutionRequest(Execution):
     model: str
-    task: Literal["classification", "object_detection"]
+    task: Literal["classification", "object_detection", "describe"]
     options: ModelOptions
     image: ImageRef
     deadline: AwareDatetime

@@ -44,8 +44,8 @@ class Metrics:
             registry=self.registry,
         )
         self.consumer_lag = Gauge(
-            "executor_consumer_lag",
-            "Messages between this executor's position and the end of each assigned partition.",
+            "inference_executor_consumer_lag",
+            "Messages in each assigned partition past the group's committed offset (lag.py).",
             ["topic", "partition"],
             registry=self.registry,
         )

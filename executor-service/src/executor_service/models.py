@@ -16,7 +16,7 @@ import numpy.typing as npt
 from ai_edge_litert.interpreter import Interpreter
 
 from executor_service.errors import ErrorCode, JobFailure
-from inference_common.assets import AssetStore, ModelSpec
+from inference_common.assets import AssetStore, CompositionSpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -134,14 +134,20 @@ def load_model(spec: ModelSpec, store: AssetStore, threads: int) -> LoadedModel:
 
 
 class ModelRegistry:
-    """Every model a worker serves, by name."""
+    """Every model a worker serves, by name, and the compositions made of them."""
 
-    def __init__(self, models: Iterable[LoadedModel]) -> None:
+    def __init__(
+        self, models: Iterable[LoadedModel], compositions: Iterable[CompositionSpec] = ()
+    ) -> None:
         self._models = {model.name: model for model in models}
+        self._compositions = {spec.name: spec for spec in compositions}
 
     @classmethod
     def load(cls, store: AssetStore, threads: int = 1, warm: bool = True) -> ModelRegistry:
-        registry = cls(load_model(spec, store, threads) for spec in store.manifest.model)
+        manifest = store.manifest
+        registry = cls(
+            (load_model(spec, store, threads) for spec in manifest.model), manifest.composition
+        )
         if warm:
             for model in registry:
                 model.warm_up()
@@ -154,6 +160,15 @@ class ModelRegistry:
             known = ", ".join(sorted(self._models))
             raise JobFailure(
                 ErrorCode.UNKNOWN_MODEL, f"unknown model {name!r}; this executor serves {known}"
+            ) from None
+
+    def composition(self, name: str) -> CompositionSpec:
+        try:
+            return self._compositions[name]
+        except KeyError:
+            known = ", ".join(sorted(self._compositions))
+            raise JobFailure(
+                ErrorCode.UNKNOWN_MODEL, f"unknown composition {name!r}; this executor has {known}"
             ) from None
 
     def names(self) -> list[str]:

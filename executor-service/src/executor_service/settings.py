@@ -33,6 +33,8 @@ class ExecutorSettings(CommonSettings):
     executor_session_timeout_ms: int = Field(default=45_000, ge=1_000)
     executor_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     executor_shutdown_timeout_s: float = Field(default=60.0, gt=0)
+    # How often librdkafka reports statistics, which update the consumer-lag gauge (lag.py).
+    executor_lag_interval_ms: int = Field(default=5000, ge=100)
 
     executor_http_host: str = "127.0.0.1"
     # 0 picks a free port (tests and several executors on one host).

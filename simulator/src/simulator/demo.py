@@ -24,7 +24,11 @@ from simulator.resources import ImageSample, Job, ModelInfo, UnexpectedResponse
 
 WAIT_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.25
-PREFERRED_IMAGES: Final = {"classification": "cat", "object_detection": "kite_and_cold"}
+PREFERRED_IMAGES: Final = {
+    "classification": "cat",
+    "object_detection": "kite_and_cold",
+    "describe": "kite_and_cold",
+}
 NOT_AN_IMAGE: Final = ImageSample("notes.png", b"these bytes are not an image", "image/png")
 
 
@@ -65,7 +69,8 @@ class DemoScenario:
         n = self.narrator
         n.step("GET /models: what can run")
         for model in self.models:
-            n.said(f"{model.name} [dim]({model.task}, {model.label_count} labels)[/]")
+            labels = "" if model.label_count is None else f", {model.label_count} labels"
+            n.said(f"{model.name} [dim]({model.task}{labels})[/]")
         await self._create_then_execute()
         for model in self._one_per_kind():
             await self._create_and_execute(model)
@@ -78,10 +83,11 @@ class DemoScenario:
         return 0
 
     def _one_per_kind(self) -> list[ModelInfo]:
-        """One detector and one digit model, when the API has them."""
+        """One detector, one description and one digit model, when the API has them."""
         detectors = [m for m in self.models if m.task == "object_detection"]
+        describers = [m for m in self.models if m.task == "describe"]
         digits = [m for m in self.models if m.name in self.digit_models]
-        return detectors[:1] + digits[:1]
+        return detectors[:1] + describers[:1] + digits[:1]
 
     def _photo_classifier(self) -> ModelInfo:
         photo = [

@@ -73,7 +73,10 @@ def describe(envelope: Envelope) -> EventLine:
 
 
 def describe_result(result: dict[str, Any]) -> str:
-    """`Egyptian cat 0.82` for a classification, `detected 3 person, 2 kite` for detections."""
+    """`Egyptian cat 0.82` for a classification, `detected 3 person, 2 kite` for detections,
+    the sentence for a description."""
+    if result.get("task") == "describe":
+        return str(result["description"])
     if result.get("task") == "object_detection" or "detections" in result:
         counts = Counter(str(d["label"]) for d in result["detections"])
         if not counts:

@@ -104,11 +104,13 @@ def test_every_job_reaches_a_final_status_and_the_report_matches_the_api(
     api_url: str, tmp_path: Path
 ) -> None:
     report_path = tmp_path / "report.json"
+    models = [m["name"] for m in httpx.get(f"{api_url}/models").json()["items"]]
+    jobs = 3 * len(models)  # round robin: three per model
     done = simulator(
         "--api",
         api_url,
         "--jobs",
-        "15",
+        str(jobs),
         "--concurrency",
         "5",
         "--json",
@@ -118,9 +120,13 @@ def test_every_job_reaches_a_final_status_and_the_report_matches_the_api(
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report: dict[str, Any] = json.loads(report_path.read_text())
-    models = [m["name"] for m in httpx.get(f"{api_url}/models").json()["items"]]
     assert report["models"] == models
-    assert report["jobs"] == {"requested": 15, "submitted": 15, "created": 15, "terminal": 15}
+    assert report["jobs"] == {
+        "requested": jobs,
+        "submitted": jobs,
+        "created": jobs,
+        "terminal": jobs,
+    }
     assert report["event_stream"]["connected"] is True
 
     # What the API says now about every job is what the report says.
@@ -131,14 +137,14 @@ def test_every_job_reaches_a_final_status_and_the_report_matches_the_api(
         assert job["model"] == record["model"]
         api_statuses[job["status"]] += 1
     assert report["statuses"] == dict(api_statuses)
-    assert report["statuses"] == {"DONE": 15}  # every sample image suits its model
-    assert report["latency_s"]["count"] == 15
+    assert report["statuses"] == {"DONE": jobs}  # every sample image suits its model
+    assert report["latency_s"]["count"] == jobs
     assert {model: entry["statuses"] for model, entry in report["by_model"].items()} == {
         model: {"DONE": 3} for model in models
     }
     digits = [r for r in report["job_records"] if r["model"].startswith("mnist")]
     assert digits and all(r["image"].startswith("mnist-") for r in digits)
-    assert "15 of 15 jobs submitted, 15 finished" in done.stdout
+    assert f"{jobs} of {jobs} jobs submitted, {jobs} finished" in done.stdout
 
 
 def test_the_demo_scenario_runs_every_operation(api_url: str) -> None:
@@ -146,4 +152,5 @@ def test_the_demo_scenario_runs_every_operation(api_url: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     for expected in ("202 Accepted", "CANCELLED", "204 No Content", "404 Not Found", "detected"):
         assert expected in done.stdout
+    assert "Seven people and three kites (scene: seashore)." in done.stdout
     assert "unexpected" not in done.stdout

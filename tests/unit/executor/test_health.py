@@ -46,4 +46,4 @@ def test_metrics_exposition(server) -> None:
     text = httpx.get(f"{base}/metrics").text
     assert 'executor_inference_seconds_bucket{le="0.0005",model="mnist"} 1.0' in text
     assert 'executor_jobs_total{outcome="completed"} 1.0' in text
-    assert 'executor_consumer_lag{partition="0",topic="jobs"} 7.0' in text
+    assert 'inference_executor_consumer_lag{partition="0",topic="jobs"} 7.0' in text

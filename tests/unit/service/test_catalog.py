@@ -35,3 +35,13 @@ def test_inline_labels_need_no_cache(tmp_path: Path) -> None:
 def test_unknown_model(catalog: ModelCatalog) -> None:
     with pytest.raises(UnknownModel):
         catalog.get("resnet-9000")
+
+
+def test_the_describe_composition_is_offered_with_both_options(catalog: ModelCatalog) -> None:
+    entry = catalog.get("describe-coco-imagenet")
+    summary = entry.summary()
+    assert (summary["task"], summary["label_count"]) == ("describe", None)
+    assert "not a neural caption" in summary["title"]
+    assert entry.default_options == {"top_k": 5, "score_threshold": 0.5}
+    assert entry.options_with_defaults({"score_threshold": 0.7})["score_threshold"] == 0.7
+    assert [e.spec.name for e in catalog.entries()][-1] == "describe-coco-imagenet"

@@ -130,6 +130,8 @@ def test_result_descriptions() -> None:
     assert (
         describe_result(ev.detection(["kite", "person", "person"])) == "detected 2 person, 1 kite"
     )
+    sentence = "Seven people and three kites (scene: seashore)."
+    assert describe_result({"task": "describe", "description": sentence}) == sentence
 
 
 def test_elapsed_prefers_the_total_over_the_sum_of_steps() -> None:

@@ -102,6 +102,36 @@ def test_a_detection_shows_the_boxed_image_and_one_bar_per_box(
     assert image.getpixel((30, 40)) == (255, 255, 255)  # inside the box, untouched
 
 
+DESCRIBE = {
+    "name": "describe-coco-imagenet",
+    "title": "Description composed from detections, not a neural caption",
+    "task": "describe",
+    "default_options": {"top_k": 5, "score_threshold": 0.5},
+    "label_count": None,
+}
+
+
+def test_a_description_shows_its_sentence_over_the_detector_boxes(serve: Serve) -> None:
+    detection = detection_result()
+    sentence = "One dog (scene: whippet)."
+    result = {
+        "task": "describe",
+        "description": sentence,
+        "objects": [{"label": "dog", "count": 1, "score": 0.9}],
+        "scene": {"index": 173, "label": "whippet", "score": 0.6},
+        "detection": detection,
+        "classification": {"task": "classification", "classes": []},
+        "thresholds": {"score_threshold": 0.5, "scene_threshold": 0.5},
+        "max_kinds": 4,
+    }
+    at = serve(FakeApi(models=[IMAGENET, SSD, DESCRIBE], result=result))
+    at.selectbox[0].set_value(f"{DESCRIBE['title']} (describe)").run()
+    at = upload_and_predict(at, png((100, 80), 255), "dogs.png")
+    assert not at.exception and not at.error
+    assert at.markdown[0].value == f"**{sentence}**"
+    assert chart_rows(at) == [{"label": "1. dog", "score": 0.9}]
+
+
 def test_an_unsupported_file_shows_the_problem_title_and_detail(serve: Serve) -> None:
     detail = "image/svg+xml is not an accepted image type"
     fake = FakeApi(create=lambda _: problem(415, "Unsupported Media Type", detail))

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-Task = Literal["classification", "object_detection"]
+Task = Literal["classification", "object_detection", "describe"]
 TERMINAL_STATUSES = frozenset({"DONE", "FAILED", "CANCELLED"})
 RATE_LIMIT_RETRIES: Final = 3
 MAX_RETRY_AFTER_S: Final = 5.0

@@ -122,6 +122,10 @@ def show_result(
 ) -> None:
     picture, chart = st.columns(2)
     caption = image.name + (f" (credit: {credit})" if credit else "")
+    if result.get("task") == "describe":
+        # A description composed from detections: the sentence, then the detector's boxes.
+        chart.markdown(f"**{result['description']}**")
+        result = result["detection"]
     if result.get("task") == "object_detection":
         detections = result.get("detections", [])
         picture.image(draw_detections(image.data, detections), caption=caption)

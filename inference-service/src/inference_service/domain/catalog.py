@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inference_common.assets import Manifest, ModelSpec, load_manifest
+from inference_common.assets import CompositionSpec, Manifest, ModelSpec, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +20,18 @@ class UnknownModel(LookupError):
 
 @dataclass(frozen=True)
 class CatalogEntry:
-    spec: ModelSpec
+    spec: ModelSpec | CompositionSpec
     labels: tuple[str, ...] | None
 
     @property
     def default_options(self) -> dict[str, Any]:
         if self.spec.task == "classification":
             return {"top_k": self.spec.default_top_k}
+        if self.spec.task == "describe":
+            return {
+                "top_k": self.spec.default_top_k,
+                "score_threshold": self.spec.default_score_threshold,
+            }
         return {"score_threshold": self.spec.default_score_threshold}
 
     def options_with_defaults(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -53,7 +58,9 @@ class ModelCatalog:
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, cache_dir: Path) -> ModelCatalog:
-        return cls([CatalogEntry(spec, _labels(spec, cache_dir)) for spec in manifest.model])
+        models = [CatalogEntry(spec, _labels(spec, cache_dir)) for spec in manifest.model]
+        # A composition (describe) answers in words: no label list of its own.
+        return cls(models + [CatalogEntry(spec, None) for spec in manifest.composition])
 
     @classmethod
     def load(cls, manifest_path: Path, cache_dir: Path) -> ModelCatalog:
