@@ -204,7 +204,7 @@ class ExecutorService:
 
     def _queue_request(self, message: Message, work: Work, envelope: Envelope) -> None:
         try:
-            execution = parse_execution(envelope.data)
+            execution = parse_execution(envelope.data, self._context.schemas)
         except ValueError as exc:
             self._dead_letter(message, work, str(exc))
             return

@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pymongo.errors import PyMongoError
 
+from inference_common.contracts import EventSchemas
 from inference_common.events import (
     Envelope,
     EventType,
@@ -29,7 +30,6 @@ from inference_common.events import (
 )
 from inference_common.kafka import consume_available
 from inference_common.tracecontext import trace_id
-from inference_service.contracts import EventSchemas
 from inference_service.domain.clock import as_utc, now
 from inference_service.domain.lifecycle import ACTIVE, JobStatus
 from inference_service.metrics import ServiceMetrics
