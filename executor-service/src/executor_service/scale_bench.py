@@ -46,11 +46,10 @@ from executor_service.bench import (
     store_images,
     wait_ready,
 )
-from executor_service.consumer import header_pairs
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
-from inference_common.events import EventType, from_record
-from inference_common.kafka import client_config, consumer_config
+from inference_common.events import EventType
+from inference_common.kafka import client_config, consumer_config, decode
 from inference_common.mongo import sync_client
 from inference_common.processes import cpu_seconds, listening_pids, port_of
 
@@ -233,7 +232,7 @@ def _completions(
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                event = from_record(message.value(), header_pairs(message), message.key())
+                event = decode(message)
                 if event.subject not in wanted:
                     continue
                 if event.type == EventType.STARTED:
