@@ -31,6 +31,7 @@ from confluent_kafka import (
 from rich.console import Console
 from rich.text import Text
 
+from inference_common import kafka
 from inference_common.events import EventType, InvalidEvent
 from inference_common.kafka import consumer_config, decode
 from inference_common.settings import CommonSettings
@@ -42,15 +43,9 @@ POLL_S: Final = 0.1
 T = TypeVar("T")
 
 
-class ConsumedMessage(Protocol):
-    """What the watcher reads of a confluent_kafka.Message (tests pass plain objects)."""
+class ConsumedMessage(kafka.ConsumedMessage, Protocol):
+    """What the watcher reads of a confluent_kafka.Message: its time too."""
 
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> Any: ...
     def timestamp(self) -> tuple[int, int]: ...
 
 
