@@ -82,8 +82,9 @@ pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
 
 FUZZ_EXAMPLES ?= 250
-fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: over 3,000 requests)
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(RUN) pytest tests/integration/service/test_schemathesis.py \
+FUZZ_SCENARIOS ?= 100
+fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: over 3,000 requests), then FUZZ_SCENARIOS chains of linked calls
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) $(RUN) pytest tests/integration/service/test_schemathesis.py \
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test: lint pytest  ## what CI runs: lint, types, then every test against the real stack

@@ -37,14 +37,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from benchmarks.processes import cpu_seconds, free_port, listening_pids, port_of
 from executor_service import decoding
-from executor_service.consumer import header_pairs
 from executor_service.models import LoadedModel, load_model
 from executor_service.preprocessing import prepare
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
-from inference_common.events import EventType, from_record, new_event, to_record
+from inference_common.events import EventType, new_event, to_record
 from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_uri
-from inference_common.kafka import consumer_config, ensure_topics, producer_config
+from inference_common.kafka import consumer_config, decode, ensure_topics, producer_config
 from inference_common.mnist import MNIST_IMAGES, read_digits
 from inference_common.mongo import sync_client
 
@@ -336,7 +335,7 @@ def _completion_rate(settings: ExecutorSettings, jobs: int, timeout: float = 600
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                event = from_record(message.value(), header_pairs(message), message.key())
+                event = decode(message)
                 if event.type == EventType.STARTED:
                     started = datetime.fromisoformat(event.data["started_at"])
                     first_start = min(first_start or started, started)

@@ -46,11 +46,10 @@ from benchmarks.executor import (
     wait_ready,
 )
 from benchmarks.processes import cpu_seconds, free_port, listening_pids, port_of
-from executor_service.consumer import header_pairs
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
-from inference_common.events import EventType, from_record
-from inference_common.kafka import client_config, consumer_config
+from inference_common.events import EventType
+from inference_common.kafka import client_config, consumer_config, decode
 from inference_common.mongo import sync_client
 
 DEFAULT_MODELS = ["mnist-lstm-tflm-float32", "mobilenet-v2-imagenet-quant"]
@@ -232,7 +231,7 @@ def _completions(
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
-                event = from_record(message.value(), header_pairs(message), message.key())
+                event = decode(message)
                 if event.subject not in wanted:
                     continue
                 if event.type == EventType.STARTED:

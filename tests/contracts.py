@@ -1,32 +1,29 @@
-"""Check events and HTTP answers against the contracts in openapi/ (the single source)."""
+"""Check events against the event contract (openapi/asyncapi.yaml), with the services' loader."""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
+from inference_common.contracts import EventSchemas
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @cache
-def asyncapi() -> dict[str, Any]:
-    return dict(yaml.safe_load((ROOT / "openapi" / "asyncapi.yaml").read_text()))
+def event_schemas() -> EventSchemas:
+    return EventSchemas.from_dir(ROOT / "openapi")
 
 
 def _validate(name: str, instance: object) -> None:
-    document = asyncapi()
-    schema = {**document, "$ref": f"#/components/schemas/{name}"}
-    jsonschema.validate(instance, schema, format_checker=jsonschema.FormatChecker())
+    problems = event_schemas().problems(name, instance)
+    assert problems == [], f"breaks {name}: {problems}"
 
 
 def validate_kafka_event(headers: list[tuple[str, bytes]] | None, value: bytes) -> dict[str, Any]:
     """Validate a binary-mode CloudEvent's headers and data; return the decoded data."""
-    import json
-
     header_map = {k: v.decode() for k, v in headers or []}
     _validate("CloudEventHeaders", header_map)
     short = header_map["ce_dataschema"].removeprefix("urn:cvinference:schema:")

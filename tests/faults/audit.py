@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference_common.events import EventType, InvalidEvent, from_record
+from inference_common.events import EventType, InvalidEvent
+from inference_common.kafka import decode
 from inference_common.settings import CommonSettings
-from inference_service.workers.folder import header_pairs
 from tests.integration.executor.support import topic_reader
 
 TERMINAL = frozenset({"DONE", "FAILED", "CANCELLED"})
@@ -59,7 +59,7 @@ def read_topic(settings: CommonSettings, topic: str, timeout: float = 120.0) -> 
         messages = reader.read_to_end(timeout)
     for message in messages:
         try:
-            envelope = from_record(message.value(), header_pairs(message), message.key())
+            envelope = decode(message)
         except InvalidEvent:
             log.undecodable += 1
             continue

@@ -1,7 +1,8 @@
 """The event contract: CloudEvents 1.0 types, envelopes and their Kafka encoding.
 
-openapi/asyncapi.yaml and openapi/events/*.json describe every type here; tests validate
-each emitted event against them. A job's events are keyed by its id, so they stay in order
+openapi/asyncapi.yaml describes every type here, with a JSON Schema for each one's data
+(`components.schemas`, loaded by `inference_common.contracts`); tests validate every emitted
+event against it. A job's events are keyed by its id, so they stay in order
 on one partition.
 """
 
@@ -45,7 +46,7 @@ class EventType(StrEnum):
 
     @property
     def short(self) -> str:
-        """`job.created.v1`: the name of its JSON Schema in openapi/events/."""
+        """`job.created.v1`: the name of its JSON Schema in openapi/asyncapi.yaml."""
         return self.value.removeprefix("io.cvinference.")
 
     @property

@@ -1,11 +1,28 @@
-"""Kafka client configuration and topic setup, the same for every service."""
+"""Kafka for every service: client configuration, topic setup, and what every consumer
+does with a message (poll, read its headers, decode it, set it aside in the dead-letter
+topic)."""
 
-from typing import Any
+import logging
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from inference_common.events import Envelope, Headers, dead_letter_record, from_record
 from inference_common.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class ConsumedMessage(Protocol):
+    """What consumers read of a confluent_kafka.Message (tests pass plain objects)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...
 
 
 def client_config(settings: CommonSettings) -> dict[str, Any]:
@@ -81,3 +98,38 @@ def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> 
         return first
     rest: list[Message] = consumer.consume(max_messages - 1, timeout=0)
     return first + rest
+
+
+def header_pairs(message: ConsumedMessage) -> Headers:
+    """confluent-kafka types headers loosely (list or dict, str or bytes); normalise them."""
+    raw = message.headers() or []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs]
+
+
+def decode(message: ConsumedMessage) -> Envelope:
+    """The CloudEvent a consumed message carries; InvalidEvent when it is not one of ours."""
+    return from_record(message.value(), header_pairs(message), message.key())
+
+
+def message_position(message: ConsumedMessage) -> tuple[str, int, int]:
+    """Topic, partition and offset of a consumed message (an error event has none)."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise ValueError("an error event has no position")
+    return topic, partition, offset
+
+
+def dead_letter_copy(
+    message: ConsumedMessage, error: str
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """Key, value and headers for the dead-letter topic: the original, plus why and where
+    from (`dead_letter_record`). Logs why the message is set aside."""
+    topic, partition, offset = message_position(message)
+    log.warning(
+        "message dead-lettered",
+        extra={"error": error, "topic": topic, "partition": partition, "offset": offset},
+    )
+    return dead_letter_record(
+        message.key(), message.value(), header_pairs(message), error, (topic, partition, offset)
+    )

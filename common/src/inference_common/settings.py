@@ -28,6 +28,9 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = 6
     topic_replication_factor: int = 1
 
+    # The contracts: inference-api.yaml (the job API) and asyncapi.yaml (the event schemas).
+    openapi_dir: Path = Path("openapi")
+
     assets_manifest: Path = Path("assets/manifest.toml")
     assets_cache_dir: Path = Path(".cache/assets")
     # A directory laid out like the upstream mirror (models/, images/, datasets/) replaces

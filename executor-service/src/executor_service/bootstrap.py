@@ -23,6 +23,7 @@ from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
+from inference_common.contracts import EventSchemas
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
 from inference_common.mongo import sync_client
 
@@ -73,6 +74,7 @@ class Executor:
                 jpeg_draft=settings.executor_jpeg_draft,
             ),
             metrics=self.metrics,
+            schemas=EventSchemas.from_dir(settings.openapi_dir),
         )
         prefetcher = ImagePrefetcher(images, settings.io_threads)
         self.service = ExecutorService(

@@ -30,19 +30,11 @@ from executor_service.offsets import OffsetTracker, Partition, Work
 from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
-from inference_common.events import (
-    Envelope,
-    EventType,
-    InvalidEvent,
-    KafkaRecord,
-    dead_letter_record,
-    from_record,
-)
-from inference_common.kafka import consume_available
+from inference_common.events import Envelope, EventType, InvalidEvent, KafkaRecord
+from inference_common.kafka import consume_available, dead_letter_copy, decode, message_position
 
 log = logging.getLogger(__name__)
 
-Headers = list[tuple[str, bytes | None]]
 # Commits are batched in time: one request per interval however many jobs finished.
 _COMMIT_EVERY_S = 0.2
 
@@ -179,11 +171,9 @@ class ExecutorService:
             if error is not None:
                 self._consumer_error(error)
                 continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            assert topic is not None and partition is not None and offset is not None
-            work = self._tracker.track(topic, partition, offset)
+            work = self._tracker.track(*message_position(message))
             try:
-                envelope = from_record(message.value(), header_pairs(message), message.key())
+                envelope = decode(message)
                 problem = ""
             except InvalidEvent as exc:
                 envelope, problem = None, str(exc)
@@ -201,7 +191,7 @@ class ExecutorService:
 
     def _queue_request(self, message: Message, work: Work, envelope: Envelope) -> None:
         try:
-            execution = parse_execution(envelope.data)
+            execution = parse_execution(envelope.data, self._context.schemas)
         except ValueError as exc:
             self._dead_letter(message, work, str(exc))
             return
@@ -227,19 +217,7 @@ class ExecutorService:
         work.finish()
 
     def _dead_letter(self, message: Message, work: Work, problem: str) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        assert topic is not None and partition is not None and offset is not None
-        key, value, headers = dead_letter_record(
-            message.key(),
-            message.value(),
-            header_pairs(message),
-            problem,
-            (topic, partition, offset),
-        )
-        log.warning(
-            "message dead-lettered",
-            extra={"error": problem, "topic": topic, "partition": partition, "offset": offset},
-        )
+        key, value, headers = dead_letter_copy(message, problem)
         self._produce(work, self._settings.topic_dead_letter, key, value, headers)
         self._metrics.dead_letters.inc()
         work.finish()
@@ -358,13 +336,6 @@ class ExecutorService:
             self._fail(f"consumer: {error}")
         else:
             log.warning("consumer error", extra={"error": str(error)})
-
-
-def header_pairs(message: Message) -> Headers:
-    """Headers as (name, bytes) pairs, however the client handed them over."""
-    headers = message.headers() or []
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
 def _names(partitions: list[TopicPartition]) -> list[str]:

@@ -16,6 +16,7 @@ from executor_service.jobs import Execution, parse_request
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits, Stopwatch, run_pipeline
+from inference_common.contracts import EventSchemas
 from inference_common.events import Envelope, KafkaRecord, utcnow
 from inference_common.tracecontext import child_traceparent, trace_id
 
@@ -32,6 +33,7 @@ class ExecutionContext:
     images: ImageSource
     limits: Limits
     metrics: Metrics
+    schemas: EventSchemas  # openapi/asyncapi.yaml's, to check each request against
     clock: Callable[[], datetime] = field(default=utcnow)
 
 
@@ -47,7 +49,7 @@ def run_execution(
     report.started()
     watch = Stopwatch()
     try:
-        request = parse_request(envelope.data, envelope.subject)
+        request = parse_request(envelope.data, envelope.subject, context.schemas)
         result = run_pipeline(
             request,
             registry,

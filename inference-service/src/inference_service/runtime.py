@@ -13,10 +13,10 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from pymongo import AsyncMongoClient
 
+from inference_common.contracts import EventSchemas
 from inference_common.kafka import client_config, consumer_config, ensure_topics, producer_config
 from inference_common.mongo import async_client
 from inference_service.classifier import Classifier, WaitPolicy
-from inference_service.contracts import EventSchemas
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
 from inference_service.metrics import ServiceMetrics

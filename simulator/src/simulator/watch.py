@@ -31,8 +31,9 @@ from confluent_kafka import (
 from rich.console import Console
 from rich.text import Text
 
-from inference_common.events import EventType, InvalidEvent, from_record
-from inference_common.kafka import consumer_config
+from inference_common import kafka
+from inference_common.events import EventType, InvalidEvent
+from inference_common.kafka import consumer_config, decode
 from inference_common.settings import CommonSettings
 from simulator.event_lines import TYPE_NAMES, describe, warning_line
 
@@ -42,15 +43,9 @@ POLL_S: Final = 0.1
 T = TypeVar("T")
 
 
-class ConsumedMessage(Protocol):
-    """What the watcher reads of a confluent_kafka.Message (tests pass plain objects)."""
+class ConsumedMessage(kafka.ConsumedMessage, Protocol):
+    """What the watcher reads of a confluent_kafka.Message: its time too."""
 
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> Any: ...
     def timestamp(self) -> tuple[int, int]: ...
 
 
@@ -110,7 +105,7 @@ class ReorderBuffer(Generic[T]):
 def render_message(message: ConsumedMessage, options: WatchOptions) -> tuple[datetime, Text] | None:
     """The line for one Kafka message, with its event time; None when filtered out."""
     try:
-        envelope = from_record(message.value(), record_headers(message), message.key())
+        envelope = decode(message)
     except InvalidEvent as exc:
         if options.filtered:
             return None  # a filter asks for certain events; a stray message is none of them
@@ -124,12 +119,6 @@ def render_message(message: ConsumedMessage, options: WatchOptions) -> tuple[dat
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         return _warning(message, f"{envelope.type.short} with unexpected data ({exc!r})", options)
     return envelope.time, line.styled(options.tz, options.full_ids)
-
-
-def record_headers(message: ConsumedMessage) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs]
 
 
 def _warning(message: ConsumedMessage, reason: str, options: WatchOptions) -> tuple[datetime, Text]:

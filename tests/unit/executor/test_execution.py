@@ -8,13 +8,13 @@ import pytest
 
 from executor_service.errors import ErrorCode, JobFailure
 from executor_service.execution import ExecutionContext, run_execution
-from executor_service.jobs import parse_execution
+from executor_service.jobs import parse_execution, parse_request
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits
 from inference_common.events import KafkaRecord, from_record
 from inference_common.tracecontext import new_traceparent, trace_id
-from tests.contracts import validate_kafka_event
+from tests.contracts import event_schemas, validate_kafka_event
 from tests.unit.executor.builders import execution_requested, image_ref, request_record
 from tests.unit.executor.conftest import image_bytes
 
@@ -41,8 +41,10 @@ def run(registry: ModelRegistry, data: dict, images: dict[str, bytes], tracepare
         images=FakeImages(images),
         limits=Limits(max_image_bytes=10_000_000, max_image_pixels=50_000_000),
         metrics=metrics,
+        schemas=event_schemas(),
     )
-    ok = run_execution(envelope, parse_execution(data), registry, context, published.append)
+    execution = parse_execution(data, event_schemas())
+    ok = run_execution(envelope, execution, registry, context, published.append)
     events = [
         validate_kafka_event(r.headers, r.value) | {"_headers": dict(r.headers)} for r in published
     ]
@@ -147,10 +149,12 @@ def test_deadline_already_passed_is_retryable(registry: ModelRegistry) -> None:
     ("change", "message"),
     [
         ({"task": "object_detection"}, "does classification"),
-        ({"options": {"top_k": 0}}, "options.top_k"),
-        ({"options": {"colour": "blue"}}, "options.colour"),
-        ({"image": {"uri": "s3://bucket/x"}}, "image"),
-        ({"deadline": "tomorrow"}, "deadline"),
+        ({"options": {"top_k": 0}}, "data.options.top_k must be bigger than or equal to 1"),
+        ({"options": {"colour": "blue"}}, "data.options must not contain {'colour'}"),
+        ({"image": {"uri": "s3://bucket/x"}}, "data.image must contain"),
+        ({"deadline": "tomorrow"}, "data.deadline must be date-time"),
+        ({"deadline": "2030-19-01T00:00:00Z"}, "data.deadline must be date-time"),
+        ({"model": 7}, "data.model must be string"),
     ],
 )
 def test_invalid_requests(registry: ModelRegistry, change: dict, message: str) -> None:
@@ -162,5 +166,20 @@ def test_invalid_requests(registry: ModelRegistry, change: dict, message: str) -
 
 
 def test_ids_are_required_for_any_result() -> None:
-    with pytest.raises(ValueError, match="execution_id"):
-        parse_execution({"job_id": "a" * 32, "attempt": 1})
+    with pytest.raises(ValueError, match=r"data must contain \['execution_id'\]"):
+        parse_execution({"job_id": "a" * 32, "attempt": 1}, event_schemas())
+    with pytest.raises(ValueError, match=r"data\.attempt must be bigger than or equal to 1"):
+        parse_execution(
+            {"job_id": "a" * 32, "execution_id": "b" * 32, "attempt": 0}, event_schemas()
+        )
+
+
+def test_the_request_is_read_as_the_contract_types_it() -> None:
+    data = execution_requested(image_ref(b"abc"), options={"top_k": 3})
+    request = parse_request(data, data["job_id"], event_schemas())
+    assert request.ids() == {k: data[k] for k in ("job_id", "execution_id", "attempt")}
+    assert (request.options.top_k, request.options.score_threshold) == (3, None)
+    assert request.image.sha256 == data["image"]["sha256"]
+    assert request.deadline.tzinfo is not None
+    with pytest.raises(JobFailure, match="differs from the event subject"):
+        parse_request(data, "0" * 32, event_schemas())

@@ -12,13 +12,13 @@ from tests.unit.executor.builders import image_ref
 
 
 def test_matching_bytes_pass() -> None:
-    verify(b"abc", ImageRef.model_validate(image_ref(b"abc")))
+    verify(b"abc", ImageRef(**image_ref(b"abc")))
 
 
 @pytest.mark.parametrize("stored", [b"abd", b"abc\x00"])
 def test_other_bytes_are_a_checksum_mismatch(stored: bytes) -> None:
     with pytest.raises(JobFailure) as caught:
-        verify(stored, ImageRef.model_validate(image_ref(b"abc")))
+        verify(stored, ImageRef(**image_ref(b"abc")))
     assert caught.value.code is ErrorCode.IMAGE_CHECKSUM_MISMATCH
     assert caught.value.retryable is False
 

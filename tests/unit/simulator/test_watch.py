@@ -12,7 +12,6 @@ from simulator.watch import (
     WatchOptions,
     message_time,
     parse_types,
-    record_headers,
     render_message,
 )
 from tests.unit.simulator import job_events as ev
@@ -112,15 +111,6 @@ def test_filters_by_type_and_job_prefix() -> None:
     assert render_message(kafka_message(EventType.DELETED, ev.deleted()), one_job)
     # A stray message belongs to no job and no type: a filtered view leaves it out.
     assert render_message(FakeMessage(b"junk"), one_job) is None
-
-
-def test_headers_in_any_shape_confluent_kafka_gives() -> None:
-    assert record_headers(FakeMessage(b"", None)) == []
-    assert record_headers(FakeMessage(b"", [("a", b"1"), ("b", None)])) == [
-        ("a", b"1"),
-        ("b", None),
-    ]
-    assert record_headers(FakeMessage(b"", {"a": "1"})) == [("a", b"1")]
 
 
 def test_message_without_a_timestamp_gets_now() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -62,6 +63,15 @@ class CollectingMultiPartValidator(MultiPartFormDataValidator):  # type: ignore[
         except MultiPartException as exc:
             # Starlette 1.x reports a missing boundary so; Connexion lets it through as a 500.
             raise BadRequestProblem(detail=f"the multipart body is malformed: {exc}") from None
+        except json.JSONDecodeError as exc:
+            # An object field, which the spec encodes as JSON (Connexion decodes it unguarded).
+            raise ValidationProblem(
+                [
+                    {"detail": f"{name} is not valid JSON: {exc.msg}", "pointer": f"/{name}"}
+                    for name, field in self._schema.get("properties", {}).items()
+                    if field.get("type") == "object"
+                ]
+            ) from None
 
     def _validate(self, body: Any) -> dict[str, Any] | None:
         if not isinstance(body, dict):

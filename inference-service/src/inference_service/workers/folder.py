@@ -20,16 +20,10 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from pymongo.errors import PyMongoError
 
-from inference_common.events import (
-    Envelope,
-    EventType,
-    InvalidEvent,
-    dead_letter_record,
-    from_record,
-)
-from inference_common.kafka import consume_available
+from inference_common.contracts import EventSchemas
+from inference_common.events import Envelope, EventType, InvalidEvent, from_record
+from inference_common.kafka import consume_available, dead_letter_copy, header_pairs
 from inference_common.tracecontext import trace_id
-from inference_service.contracts import EventSchemas
 from inference_service.domain.clock import as_utc, now
 from inference_service.domain.lifecycle import ACTIVE, JobStatus
 from inference_service.metrics import ServiceMetrics
@@ -276,15 +270,8 @@ class ResultFolder:
         )
 
     async def _dead_letter(self, producer: Producer, message: Message, error: str) -> None:
-        log.warning("dead-lettering %s: %s", _where(message), error)
         outcome: list[KafkaError | None] = []
-        key, value, headers = dead_letter_record(
-            message.key(),
-            message.value(),
-            header_pairs(message),
-            error,
-            (message.topic() or "", message.partition() or 0, message.offset() or 0),
-        )
+        key, value, headers = dead_letter_copy(message, error)
         header_list: list[tuple[str, str | bytes | None]] = list(headers)
         producer.produce(
             self.config.dead_letter_topic,
@@ -317,13 +304,6 @@ def _log_fold(envelope: Envelope, entered: JobStatus | None) -> None:
     # RUNNING is a step on the way: only where the job ends up is worth a line by default.
     level = logging.DEBUG if entered is JobStatus.RUNNING else logging.INFO
     log.log(level, "result applied: job %s", entered.value, extra=fields)
-
-
-def header_pairs(message: Message) -> list[tuple[str, bytes | None]]:
-    """confluent-kafka types headers loosely (list or dict, str or bytes); normalise them."""
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return [(name, value.encode() if isinstance(value, str) else value) for name, value in pairs]
 
 
 def _time(value: str) -> datetime:

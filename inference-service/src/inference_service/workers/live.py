@@ -20,8 +20,7 @@ from cloudevents.core.formats.json import JSONFormat
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from inference_common.events import Envelope, EventType, InvalidEvent, to_envelope
-from inference_common.kafka import consume_available
-from inference_service.workers.folder import header_pairs
+from inference_common.kafka import consume_available, header_pairs
 from inference_service.workers.kafka_io import BlockingLane
 
 log = logging.getLogger(__name__)
