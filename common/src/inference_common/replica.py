@@ -38,8 +38,10 @@ class ReplicaSlot:
         self._lock: IO[bytes] | None = lock
 
     @classmethod
-    def claim(cls, settings: CommonSettings, scope: str) -> ReplicaSlot:
-        """This process's slot in `scope` (a consumer group id): REPLICA_ID, else the first free."""
+    def claim(cls, settings: CommonSettings, group_id: str) -> ReplicaSlot:
+        """This process's slot in a consumer group: REPLICA_ID, else the first free name."""
+        # Per cluster too: replicas of one group in two stacks on this host do not meet.
+        scope = f"{group_id}@{settings.kafka_bootstrap_servers}"
         if settings.replica_id is not None:
             lock = _try_lock(scope, settings.replica_id)
             if lock is None:
