@@ -123,6 +123,7 @@ class Runtime:
                 max_image_pixels=settings.max_image_pixels,
                 execution_deadline_seconds=settings.execution_deadline_seconds,
             ),
+            replica=replica.name,
         )
         self._classifier = Classifier(
             self._service,
