@@ -114,20 +114,28 @@ class Recovery:
         )
 
 
-def recovery_after(restarted_at: float, outcomes: Sequence[JobOutcome]) -> Recovery:
+def recovery_after(
+    restarted_at: float, outcomes: Sequence[JobOutcome], until: float = float("inf")
+) -> Recovery:
+    """From one restart until the next fault (`until`), which would add its own delays: a
+    figure not reached by then is None."""
     new: list[float] = []
     before: list[float | None] = []
     for outcome in outcomes:
-        if outcome.submitted_at is None:
+        if outcome.submitted_at is None or outcome.submitted_at >= until:
             continue
         if outcome.submitted_at < restarted_at:
             before.append(outcome.finished_at)
         elif outcome.finished_at is not None:
             new.append(outcome.finished_at)
+    first_new = min(new) if new else None
     drained = None
     if None not in before:
-        drained = max([restarted_at, *(f for f in before if f is not None)]) - restarted_at
-    return Recovery(min(new) - restarted_at if new else None, drained)
+        drained = max([restarted_at, *(f for f in before if f is not None)])
+    return Recovery(
+        None if first_new is None or first_new > until else first_new - restarted_at,
+        None if drained is None or drained > until else drained - restarted_at,
+    )
 
 
 @dataclass
@@ -165,10 +173,15 @@ class Figures:
         return self.report.ok and self.not_created == 0
 
     def recoveries(self) -> list[tuple[Fault, Recovery]]:
-        return [(f, recovery_after(f.restarted_at, self.outcomes)) for f in self.faults.injected]
+        faults = self.faults.injected
+        ends = [f.killed_at for f in faults[1:]] + [float("inf")]
+        return [
+            (fault, recovery_after(fault.restarted_at, self.outcomes, end))
+            for fault, end in zip(faults, ends, strict=True)
+        ]
 
     def recovery_lines(self) -> list[str]:
-        """One line per fault: seconds from its restart (n/a: no such job, or not done)."""
+        """One line per fault: seconds from its restart (n/a: not before the next fault)."""
 
         def seconds(value: float | None) -> str:
             return "n/a" if value is None else f"{value:.1f}"

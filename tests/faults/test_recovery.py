@@ -35,3 +35,10 @@ def test_a_backlog_job_never_done_leaves_the_backlog_undrained() -> None:
 
 def test_no_backlog_drains_at_the_restart_and_no_new_job_is_not_a_figure() -> None:
     assert recovery_after(10.0, [outcome(12.0, None)]) == Recovery(None, 0.0)
+
+
+def test_what_the_next_fault_delays_is_not_this_faults_figure() -> None:
+    outcomes = [outcome(9.0, 30.0), outcome(11.0, 26.0), outcome(21.0, 22.0)]
+
+    assert recovery_after(10.0, outcomes, until=20.0) == Recovery(None, None)
+    assert recovery_after(10.0, outcomes, until=40.0) == Recovery(12.0, 20.0)
