@@ -310,20 +310,26 @@ class FaultRun:
         for threshold, kind in self.plan.schedule():
             while len(run.outcomes) < threshold:
                 await asyncio.sleep(0.1)
-            process = PROCESS[kind]
-            killed_at = run.now()
-            self.say(f"{killed_at:6.1f} s  {len(run.outcomes)} jobs submitted: {kind}")
-            await asyncio.to_thread(self.platform.kill, process, kills)
+            self.say(f"{run.now():6.1f} s  {len(run.outcomes)} jobs submitted: {kind}")
             # An executor comes back at once, as its supervisor would restart it.
-            await asyncio.sleep(0.0 if kind == EXECUTOR else self.plan.outage_s)
-            restarted_at = run.now()
-            await asyncio.to_thread(self.platform.restart, process, kills)
+            outage = 0.0 if kind == EXECUTOR else self.plan.outage_s
+            fault = await asyncio.to_thread(self._break, run, kind, kills, outage)
             if kind == EXECUTOR:
                 kills += 1
-            fault = Fault(kind, killed_at, restarted_at, run.now())
             self.faults.injected.append(fault)
-            took = fault.ready_at - restarted_at
+            took = fault.ready_at - fault.restarted_at
             self.say(f"{fault.ready_at:6.1f} s  ready {took:.1f} s after its restart")
+
+    def _break(self, run: TrafficRun, kind: str, kills: int, outage: float) -> Fault:
+        """Kill, wait out the outage, restart: in a thread, so a busy event loop does not
+        stretch the outage."""
+        process = PROCESS[kind]
+        killed_at = run.now()
+        self.platform.kill(process, kills)
+        time.sleep(outage)
+        restarted_at = run.now()
+        self.platform.restart(process, kills)
+        return Fault(kind, killed_at, restarted_at, run.now())
 
     # --- after the traffic ---
 
