@@ -89,8 +89,8 @@ fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: 
 
 test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
 
-faults: assets  ## the full fault-injection run on a private stack: make faults JOBS=1000 (docs/faults.md)
-	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) $(FAULTS_ARGS)
+faults: assets  ## the fault-injection run, open loop, on a private stack: make faults JOBS=1000 RATE=10 (docs/faults.md)
+	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) --rate $(or $(RATE),10) $(FAULTS_ARGS)
 
 clean:
 	$(STACK) down || true

@@ -495,6 +495,12 @@ offsets.topic.num.partitions=6
 # expires (default 9 s); a shorter session makes recovery quicker, with heartbeats to match.
 broker.session.timeout.ms=4000
 broker.heartbeat.interval.ms=1000
+# Consumers of the KIP-848 protocol (group.protocol=consumer) get their session and heartbeat
+# from the broker: the same 10 s / 1 s as our classic consumers (docs/faults.md), not 45 s / 5 s.
+group.consumer.min.session.timeout.ms=6000
+group.consumer.session.timeout.ms=10000
+group.consumer.min.heartbeat.interval.ms=1000
+group.consumer.heartbeat.interval.ms=1000
 """
 
 

@@ -137,8 +137,6 @@ class FaultPlatform:
             **self.env,
             "EXECUTOR_HTTP_PORT": str(port),
             "EXECUTOR_WORKERS": "1",
-            # The broker's minimum: a killed executor's partitions move on after 6 s, not 45.
-            "EXECUTOR_SESSION_TIMEOUT_MS": "6000",
         }
         child = Child(
             f"executor-{n}",
@@ -181,31 +179,26 @@ class FaultPlatform:
                 child.stop(timeout=15)
         self.stack.down(self.cfg)
 
-    # --- the faults ---
+    # --- the faults: each is a kill, then (after the runner's outage) a restart ---
 
-    def kill_executor(self, n: int, outage: float = 0.0) -> None:
-        executor = self.executors[n % len(self.executors)]
-        executor.kill()
-        time.sleep(outage)
-        executor.start()
-        assert executor.port is not None
-        self.wait_ready(executor, executor.port)
+    def kill(self, kind: str, n: int = 0) -> None:
+        """SIGKILL of `kind`: "executor" (the n-th, round robin), "service", "kafka", "ferretdb"."""
+        if kind == "executor":
+            self.executors[n % len(self.executors)].kill()
+        elif kind == "service":
+            self.service.kill()
+        elif self.stack.kill_service(kind, cfg=self.cfg) is None:
+            raise RuntimeError(f"{kind} was not running when its fault came")
 
-    def restart_service(self, outage: float) -> None:
-        self.service.kill()
-        time.sleep(outage)
-        self.service.start()
-        self.wait_ready(self.service, self.ports.api)
-
-    def restart_kafka(self, outage: float) -> None:
-        self._restart_infrastructure("kafka", outage)
-
-    def restart_database(self, outage: float) -> None:
-        self._restart_infrastructure("ferretdb", outage)
-
-    def _restart_infrastructure(self, name: str, outage: float) -> None:
-        killed = self.stack.kill_service(name, cfg=self.cfg)
-        if killed is None:
-            raise RuntimeError(f"{name} was not running when its fault came")
-        time.sleep(outage)
-        self.stack.up(self.cfg)
+    def restart(self, kind: str, n: int = 0) -> None:
+        """Start `kind` again and wait until it answers its readiness probe."""
+        if kind == "executor":
+            executor = self.executors[n % len(self.executors)]
+            executor.start()
+            assert executor.port is not None
+            self.wait_ready(executor, executor.port)
+        elif kind == "service":
+            self.service.start()
+            self.wait_ready(self.service, self.ports.api)
+        else:
+            self.stack.up(self.cfg)

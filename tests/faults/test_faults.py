@@ -1,7 +1,10 @@
-"""The CI-sized fault-injection run: each fault once, on a private stack (tests/faults/runner.py).
+"""The CI-sized fault-injection run: each fault once, on a private stack (tests/faults/runner.py),
+in the open loop (jobs keep coming while the platform is down, so creates must ride out the job
+service's restart).
 
-`make faults` runs the full one (1,000 jobs, several executor kills); docs/faults.md has its
-figures. Only outcomes are asserted, never timings: the machine is shared.
+`make faults` runs the full one (1,000 jobs at 10 per second); docs/faults.md has its figures.
+Only outcomes are asserted, never timings: the machine is shared. The per-fault recovery is
+printed (pytest -s).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ pytestmark = [
 
 
 def test_every_job_survives_each_kind_of_fault_once() -> None:
-    plan = FaultPlan(jobs=150, executors=2, executor_kills=1, concurrency=6)
+    plan = FaultPlan(jobs=150, executors=2, executor_kills=1, rate=2.0, concurrency=None)
 
     figures = run_faults(plan)
 

@@ -9,6 +9,7 @@ from confluent_kafka import Consumer, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from inference_common.events import Envelope, Headers, dead_letter_record, from_record
+from inference_common.replica import ReplicaSlot
 from inference_common.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
     return {
         **client_config(settings),
         "group.id": group_id,
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": settings.kafka_heartbeat_interval_ms,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
@@ -65,6 +68,15 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
         "isolation.level": "read_committed",
         **overrides,
     }
+
+
+def static_member(settings: CommonSettings, replica: ReplicaSlot) -> dict[str, Any]:
+    """A service's own group: joined as a static member, the replica gets its partitions back
+    as soon as it restarts. The classic protocol: KIP-848's keeps a killed static member's
+    partitions until its session ends (measured in docs/faults.md)."""
+    if not settings.kafka_static_membership:
+        return {}
+    return {"group.instance.id": replica.name}
 
 
 def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:

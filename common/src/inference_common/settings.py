@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +18,15 @@ class CommonSettings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_location: str | None = None
+
+    # Consumer groups (docs/faults.md has the measurements): a member is known by this
+    # process's replica id (REPLICA_ID, group.instance.id), so one restarted after a crash takes
+    # its partitions back at once; the session bounds how long a member that does not come back
+    # holds them. Unset REPLICA_ID: `<host name>-<n>`, n the lowest index free on this host.
+    replica_id: str | None = None
+    kafka_static_membership: bool = True
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(default=1_000, ge=100)
 
     mongodb_uri: SecretStr = SecretStr("mongodb://127.0.0.1:27017/")
     mongodb_database: str = "inference"
@@ -39,7 +48,7 @@ class CommonSettings(BaseSettings):
 
     log_level: str = "INFO"
 
-    @field_validator("assets_mirror", mode="before")
+    @field_validator("assets_mirror", "replica_id", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ASSETS_MIRROR=` (as make exports it when ../shared is absent) means no mirror.

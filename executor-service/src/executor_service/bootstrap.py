@@ -24,8 +24,9 @@ from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
 from inference_common.contracts import EventSchemas
-from inference_common.kafka import consumer_config, ensure_topics, producer_config
+from inference_common.kafka import consumer_config, ensure_topics, producer_config, static_member
 from inference_common.mongo import sync_client
+from inference_common.replica import ReplicaSlot
 
 log = logging.getLogger(__name__)
 _READY_CACHE_S = 2.0
@@ -49,13 +50,14 @@ class Executor:
         )
         self._mongo = sync_client(settings)
         self.producer = Producer(producer_config(settings, **{"client.id": self.executor}))
+        self.replica = ReplicaSlot.claim(settings, settings.executor_group_id)
         consumer = Consumer(
             consumer_config(
                 settings,
                 settings.executor_group_id,
+                **static_member(settings, self.replica),
                 **{
                     "client.id": self.executor,
-                    "session.timeout.ms": settings.executor_session_timeout_ms,
                     "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
                     "statistics.interval.ms": settings.executor_lag_interval_ms,
                     "stats_cb": ConsumerLag(self.metrics.consumer_lag).on_statistics,
@@ -106,6 +108,7 @@ class Executor:
         finally:
             self.health.stop()
             self._mongo.close()
+            self.replica.close()
 
     def stop(self) -> None:
         self.service.stop()

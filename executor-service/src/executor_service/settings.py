@@ -30,7 +30,6 @@ class ExecutorSettings(CommonSettings):
     executor_max_in_flight: int = Field(default=0, ge=0)
     executor_batch_size: int = Field(default=32, ge=1, le=10_000)
     executor_poll_timeout_s: float = Field(default=0.1, gt=0)
-    executor_session_timeout_ms: int = Field(default=45_000, ge=1_000)
     executor_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     executor_shutdown_timeout_s: float = Field(default=60.0, gt=0)
     # How often librdkafka reports statistics, which update the consumer-lag gauge (lag.py).

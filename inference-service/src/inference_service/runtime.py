@@ -14,8 +14,15 @@ from confluent_kafka.admin import AdminClient
 from pymongo import AsyncMongoClient
 
 from inference_common.contracts import EventSchemas
-from inference_common.kafka import client_config, consumer_config, ensure_topics, producer_config
+from inference_common.kafka import (
+    client_config,
+    consumer_config,
+    ensure_topics,
+    producer_config,
+    static_member,
+)
 from inference_common.mongo import async_client
+from inference_common.replica import ReplicaSlot
 from inference_service.classifier import Classifier, WaitPolicy
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
@@ -65,6 +72,7 @@ class Runtime:
         self.folder: ResultFolder | None = None
         self.sweeper: DeadlineSweeper | None = None
         self._live: LiveEvents | None = None
+        self._replica: ReplicaSlot | None = None
 
     # --- what the API reads ---
 
@@ -93,6 +101,9 @@ class Runtime:
     async def start(self) -> None:
         settings = self.settings
         self._stop.clear()
+        # Named like its previous life: the folder's partitions and the relay's lease come back
+        # at once after a crash, instead of after a session timeout or the lease's expiry.
+        replica = self._replica = ReplicaSlot.claim(settings, settings.folder_group_id)
         self._mongo = async_client(settings)
         db = self._mongo[settings.mongodb_database]
         ferretdb = await is_ferretdb(db)
@@ -112,6 +123,7 @@ class Runtime:
                 max_image_pixels=settings.max_image_pixels,
                 execution_deadline_seconds=settings.execution_deadline_seconds,
             ),
+            replica=replica.name,
         )
         self._classifier = Classifier(
             self._service,
@@ -131,6 +143,7 @@ class Runtime:
                 self._relay_config(),
                 self.outbox_writes,
                 metrics=self.metrics,
+                holder=replica.name,
             )
             relay = self.relay
             self._spawn("outbox-relay", lambda: relay.run(self._stop))
@@ -139,7 +152,7 @@ class Runtime:
                 jobs,
                 scheduler,
                 self.schemas,
-                self._folder_config(),
+                self._folder_config(replica),
                 on_applied=self.settled.notify,
                 metrics=self.metrics,
             )
@@ -180,6 +193,9 @@ class Runtime:
         if self._mongo is not None:
             await self._mongo.close()
             self._mongo = None
+        if self._replica is not None:
+            self._replica.close()
+            self._replica = None
         self._service = None
         self._classifier = None
         self._admin = None
@@ -235,12 +251,14 @@ class Runtime:
             delivery_timeout=settings.relay_delivery_timeout_ms / 1000,
         )
 
-    def _folder_config(self) -> FolderConfig:
+    def _folder_config(self, replica: ReplicaSlot) -> FolderConfig:
         settings = self.settings
         return FolderConfig(
             topic=settings.topic_results,
             dead_letter_topic=settings.topic_dead_letter,
-            consumer=consumer_config(settings, settings.folder_group_id),
+            consumer=consumer_config(
+                settings, settings.folder_group_id, **static_member(settings, replica)
+            ),
             producer=producer_config(settings, **{"message.timeout.ms": 30_000}),
             batch_size=settings.folder_batch_size,
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -111,12 +112,22 @@ class NewJob:
 
 class JobService:
     def __init__(
-        self, jobs: JobRepository, images: ImageStore, catalog: ModelCatalog, limits: Limits
+        self,
+        jobs: JobRepository,
+        images: ImageStore,
+        catalog: ModelCatalog,
+        limits: Limits,
+        *,
+        replica: str | None = None,
     ) -> None:
         self.jobs = jobs
         self.images = images
         self.catalog = catalog
         self.limits = limits
+        # Who claims Idempotency-Keys: this replica's name (one live process at a time holds
+        # it, inference_common.replica) and this process.
+        self.replica = replica
+        self.claimant = f"{replica}/{uuid.uuid4().hex}" if replica else None
 
     # --- reads ---
 
@@ -178,7 +189,7 @@ class JobService:
             if earlier is not None:
                 log.debug("idempotent retry: the job exists", extra=_fields(earlier))
                 return earlier, False
-            if not await self.jobs.claim_key(request.owner, key, job_id, now()):
+            if not await self.jobs.claim_key(request.owner, key, job_id, now(), self.claimant):
                 # A concurrent request with the same key claimed it first.
                 earlier = await self._earlier(request, fingerprint)
                 if earlier is None:
@@ -258,13 +269,22 @@ class JobService:
         if earlier is None:
             # Claimed, but the job is not written yet (a request in flight) or never will be
             # (that request's process died): free the key once the second is likely.
-            if now() - as_utc(holder["at"]) < _KEY_CLAIM_TIMEOUT:
+            fresh = now() - as_utc(holder["at"]) < _KEY_CLAIM_TIMEOUT
+            if fresh and not self._left_by_predecessor(holder):
                 raise IdempotentRequestInProgress(key)
             await self.jobs.release_key(request.owner, key, holder["job_id"])
             return None
         if earlier.get("fingerprint") != fingerprint:
             raise IdempotencyKeyReused(key)
         return earlier
+
+    def _left_by_predecessor(self, claim: Document) -> bool:
+        """Claimed under this replica's name by another process: one that died (the name has
+        one live process), so the claim is free now, not after _KEY_CLAIM_TIMEOUT."""
+        claimant = claim.get("claimant")
+        if self.claimant is None or claimant is None or claimant == self.claimant:
+            return False
+        return bool(claimant.rsplit("/", 1)[0] == self.replica)
 
     async def put_image(self, owner: str, job_id: str, data: bytes) -> Document:
         job = await self.get(owner, job_id)

@@ -148,7 +148,7 @@ def executor_env(**overrides: str) -> dict[str, str]:
         **os.environ,
         "EXECUTOR_HTTP_PORT": "0",
         "EXECUTOR_WORKERS": "1",
-        "EXECUTOR_SESSION_TIMEOUT_MS": "6000",  # the broker's minimum: quick takeover after kill
+        "KAFKA_SESSION_TIMEOUT_MS": "6000",  # the broker's minimum: quick takeover from the dead
         "LOG_LEVEL": "INFO",
         **overrides,
     }

@@ -86,6 +86,30 @@ def test_a_key_claimed_by_a_request_in_flight(service: RunningService) -> None:
         mongo.close()
 
 
+def test_a_key_claimed_by_this_replicas_dead_predecessor_is_free_at_once(
+    service: RunningService,
+) -> None:
+    """A claim made under this replica's name by another process was left by a process that
+    died (one live process holds a name): the retry after a restart need not wait for it."""
+    mongo, jobs = jobs_in_db(service.settings)
+    keys = mongo[service.settings.mongodb_database]["idempotency_keys"]
+    try:
+        post_job(service.client, headers={"Idempotency-Key": "mine"})
+        mine = keys.find_one({"_id": key_id("anonymous", "mine")})
+        assert mine is not None
+        replica = mine["claimant"].rsplit("/", 1)[0]
+        for key, claimant in [("dead", f"{replica}/earlier"), ("other", "other-replica/x")]:
+            claim = {"job_id": f"unwritten-{key}", "at": datetime.now(UTC), "claimant": claimant}
+            keys.insert_one({"_id": key_id("anonymous", key), **claim})
+
+        assert post_job(service.client, headers={"Idempotency-Key": "dead"}).status_code == 201
+        in_flight = post_job(service.client, headers={"Idempotency-Key": "other"})
+        assert_problem(in_flight, 409, "idempotency-key-in-progress")
+        assert jobs.count_documents({}) == 2
+    finally:
+        mongo.close()
+
+
 def test_pages_cover_every_job_once_newest_first(service: RunningService) -> None:
     client = service.client
     created = [post_job(client, name=f"job {i}").json()["id"] for i in range(7)]

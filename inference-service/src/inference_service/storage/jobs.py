@@ -227,11 +227,14 @@ class JobRepository:
         """`{job_id, at}` of the job that holds the owner's key, or None."""
         return await self.keys.find_one({"_id": key_id(owner, key)})
 
-    async def claim_key(self, owner: str, key: str, job_id: str, at: datetime) -> bool:
+    async def claim_key(
+        self, owner: str, key: str, job_id: str, at: datetime, claimant: str | None = None
+    ) -> bool:
         """Reserve the key for `job_id`; False when another request holds it (a unique `_id`,
         so this holds across replicas)."""
+        claim = {"_id": key_id(owner, key), "job_id": job_id, "at": at, "claimant": claimant}
         try:
-            await self.keys.insert_one({"_id": key_id(owner, key), "job_id": job_id, "at": at})
+            await self.keys.insert_one(claim)
         except DuplicateKeyError:
             return False
         return True

@@ -22,6 +22,16 @@ class RetryPolicy:
     def may_retry(self, attempt: int) -> bool:
         return attempt < self.max_attempts
 
+    def deadline(self, attempt: int, requested_at: datetime) -> datetime:
+        """When `attempt` is overdue: each attempt gets twice the time of the one before.
+
+        A job whose request waits behind a backlog or a restarting consumer is not lost: its
+        request is still in its partition, and a retry would only queue behind it. Doubling
+        bounds how many retries such a wait piles on (60 s, 120 s, 240 s by default), while a
+        job that is truly stuck is still retried and, after the last attempt, failed.
+        """
+        return requested_at + timedelta(seconds=self.deadline_seconds * 2 ** (attempt - 1))
+
 
 class ExecutionScheduler:
     def __init__(self, jobs: JobRepository, policy: RetryPolicy) -> None:
@@ -37,9 +47,8 @@ class ExecutionScheduler:
         push: Mapping[str, Any] | None = None,
     ) -> bool:
         """Request attempt n+1 if the job is still on the attempt we read; False otherwise."""
-        execution = Execution.next(
-            job["attempt"] + 1, at + timedelta(seconds=self.policy.deadline_seconds)
-        )
+        attempt = job["attempt"] + 1
+        execution = Execution.next(attempt, self.policy.deadline(attempt, at))
         trace = child_traceparent(job.get("traceparent"))
         changed = await self.jobs.change(
             job["_id"],
@@ -70,8 +79,8 @@ class ExecutionScheduler:
                 "status": JobStatus.FAILED.value,
                 "error": {
                     "code": "deadline_exceeded",
-                    "message": f"no result within {self.policy.deadline_seconds:g} s "
-                    f"in {job['attempt']} attempt(s)",
+                    "message": f"no result in {job['attempt']} attempt(s), the last "
+                    f"within {self.policy.deadline_seconds * 2 ** (job['attempt'] - 1):g} s",
                 },
                 "deadline": None,
                 "updated_at": at,

@@ -105,6 +105,7 @@ class OutboxRelay:
         *,
         producer_factory: Callable[[dict[str, Any]], Producer] = Producer,
         metrics: ServiceMetrics | None = None,
+        holder: str | None = None,
     ) -> None:
         self.jobs = jobs
         self.images = images
@@ -112,7 +113,8 @@ class OutboxRelay:
         self.config = config
         self.writes = writes
         self._scanned_at = float("-inf")
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # The replica's name (stable across its restarts) renews the lease its crash left.
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._producer_factory = producer_factory
         self._producer: Producer | None = None
         self._lane = BlockingLane("outbox-relay")
