@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -70,12 +70,23 @@ lint: install
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)
 
+# The MongoDB mode: the job service's tests again, on the stack's atomic MongoDB-API server
+# instead of FerretDB (compare-and-set filters in the database, several replicas).
+ATOMIC_TESTS := tests/integration/service tests/integration/test_atomicity.py
+pytest-atomic: assets  ## the job service's tests on the atomic test server; coverage adds to pytest's
+	$(STACK) up --atomic-mongo
+	TEST_MONGODB=atomic $(RUN) pytest --cov --cov-append --cov-report=term --cov-report=xml $(ATOMIC_TESTS) $(PYTEST_ARGS)
+
+atomicity: install  ## the atomicity probe on FerretDB and on the atomic test server (docs/scaling.md)
+	$(STACK) up --atomic-mongo
+	$(RUN) python -m tests.integration.atomicity
+
 FUZZ_EXAMPLES ?= 250
 fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: over 3,000 requests)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(RUN) pytest tests/integration/service/test_schemathesis.py \
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
-test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
+test: lint pytest pytest-atomic  ## what CI runs: lint, types, every test on the real stack, the service's again on the atomic server
 
 faults: assets  ## the full fault-injection run on a private stack: make faults JOBS=1000 (docs/faults.md)
 	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) $(FAULTS_ARGS)

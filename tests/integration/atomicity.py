@@ -13,6 +13,9 @@ The job service's writes are compare-and-set updates like the second one, so thi
 decides whether several replicas may share a database (docs/scaling.md).
 
     uv run python -m tests.integration.atomicity [URI ...] [--rounds N]
+
+Without URIs it probes the local stack's FerretDB and its atomic test server (`make atomicity`
+starts both).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 
 from pymongo import MongoClient
 from pymongo.collection import Collection
+
+from tests.conftest import load_localstack
 
 Document = dict[str, Any]
 
@@ -59,9 +64,10 @@ def server_name(client: MongoClient[Document]) -> str:
     info = client.admin.command("buildInfo")
     if "ferretdbVersion" in info:
         return f"FerretDB {info['ferretdbVersion']}"
-    # mongod, or the stack's atomic test server (mongo-java-server), which names the JVM.
+    # mongod, or the stack's atomic test server, which names its JVM.
     process = client.admin.command("serverStatus").get("process")
-    return f"{process} (MongoDB {info['version']} API)"
+    name = "mongo-java-server" if process == "java" else process
+    return f"{name} (MongoDB {info['version']} API)"
 
 
 def probe(uri: str, increments: int = INCREMENTS, contenders: int = CONTENDERS) -> ProbeResult:
@@ -114,10 +120,11 @@ def _all_at_once(count: int, operation: Callable[[], Any]) -> list[Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.integration.atomicity")
-    parser.add_argument("uris", nargs="*", default=["mongodb://127.0.0.1:27017/"])
+    parser.add_argument("uris", nargs="*", help="default: the local stack's two servers")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
-    for uri in args.uris:
+    cfg = load_localstack().Config.from_env()
+    for uri in args.uris or [cfg.mongodb_uri, cfg.atomic_mongodb_uri]:
         for _ in range(args.rounds):
             result = probe(uri)
             verdict = "atomic" if result.atomic else "NOT atomic"
