@@ -2,7 +2,10 @@
 """The local stack: Apache Kafka (KRaft, one node) and FerretDB (MongoDB API on SQLite).
 
 With --platform, the same machinery also runs the job service and an executor from the
-workspace's virtualenv (.venv), for the demo and for trying the API by hand.
+workspace's virtualenv (.venv), for the demo and for trying the API by hand. With
+--atomic-mongo, it also runs an atomic MongoDB-API test server (mongo-java-server's memory
+backend, stack/atomic-mongo/): FerretDB 1.24 does not apply an update atomically, so the code
+path of a MongoDB deployment (compare-and-set filters, several replicas) is tested there.
 
 No Docker: Kafka's jars come from Maven Central (stack/pom.xml), FerretDB is built from the Go
 module proxy (stack/ferretdb/). Both run as detached processes bound to 127.0.0.1, with their
@@ -10,7 +13,8 @@ state, logs and pid files under .cache/stack/ (or $STACK_DIR). What is built onc
 binary, the resolved Kafka classpath) goes to $STACK_CACHE_DIR, .cache/stack/ by default, so a
 stack with a private STACK_DIR (the fault-injection suite's) reuses it instead of rebuilding.
 
-    python3 stack/localstack.py up [--platform]|down|status|logs [-f]|env
+    python3 stack/localstack.py up [--platform] [--atomic-mongo]|down|status|logs [-f]
+    python3 stack/localstack.py env [--atomic-mongo]
     python3 stack/localstack.py kafka-topics [--describe ...]
     python3 stack/localstack.py kafka-consume --topic T [--from-beginning] [extra args]
 
@@ -48,17 +52,21 @@ REPO_ROOT = STACK_SRC.parent
 DEFAULT_STATE = REPO_ROOT / ".cache" / "stack"
 HOST = "127.0.0.1"
 INFRASTRUCTURE = ("kafka", "ferretdb")
+ATOMIC_MONGO = "atomic-mongo"
 PLATFORM = ("inference-service", "executor-service")
-SERVICES = INFRASTRUCTURE + PLATFORM
+SERVICES = (*INFRASTRUCTURE, ATOMIC_MONGO, *PLATFORM)
 _HAVE_PROC = Path("/proc/self/stat").exists()
 # The FerretDB binary is rebuilt whenever one of these changes.
 _GO_FILES = ("go.mod", "go.sum", "tools.go", "patches.json")
 
 KAFKA_HEAP = ["-Xms256m", "-Xmx768m"]
+# Every test database lives in this heap until the test drops it.
+ATOMIC_MONGO_JVM = ["-Xmx512m", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError"]
 # The CLI tools live for seconds: a small heap and the C1-only JIT make them start faster.
 TOOL_JVM = ["-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
 INSTALL_HINTS = {
     "java": "a JDK 17 or newer (Debian: apt-get install openjdk-17-jdk-headless)",
+    "javac": "a JDK 17 or newer, not just a JRE (Debian: apt-get install openjdk-17-jdk-headless)",
     "mvn": "Maven 3.8+ (Debian: apt-get install maven)",
     "go": "Go 1.22 or newer (https://go.dev/doc/install, or Debian: apt-get install golang)",
 }
@@ -77,8 +85,8 @@ class StackError(Exception):
 class Config:
     """Where the stack keeps its state and which loopback ports it binds.
 
-    `cache` holds what is built once and shared by every state directory: the FerretDB binary
-    and the Kafka classpath (which points into Maven's ~/.m2).
+    `cache` holds what is built once and shared by every state directory: the FerretDB binary,
+    the Kafka classpath (which points into Maven's ~/.m2) and the atomic server's classes.
     """
 
     state: Path
@@ -89,6 +97,7 @@ class Config:
     api_port: int = 8080
     executor_port: int = 8081
     cache: Path = DEFAULT_STATE
+    atomic_mongo_port: int = 27018
 
     @classmethod
     def from_env(cls) -> Self:
@@ -103,6 +112,7 @@ class Config:
             api_port=_env_int("SERVICE_PORT", 8080),
             executor_port=_env_int("EXECUTOR_HTTP_PORT", 8081),
             cache=Path(cache).resolve(),
+            atomic_mongo_port=_env_int("STACK_ATOMIC_MONGO_PORT", 27018),
         )
 
     @property
@@ -116,6 +126,10 @@ class Config:
     @property
     def mongodb_uri(self) -> str:
         return f"mongodb://{HOST}:{self.mongo_port}/"
+
+    @property
+    def atomic_mongodb_uri(self) -> str:
+        return f"mongodb://{HOST}:{self.atomic_mongo_port}/"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -392,13 +406,14 @@ def kafka_ready(port: int) -> bool:
         return False
 
 
-def _bson_hello() -> bytes:
-    elements = b"\x10hello\x00" + struct.pack("<i", 1)
+def _bson_ping() -> bytes:
+    # `ping`, not `hello`: mongo-java-server 1.47 knows only the older `isMaster` of the two.
+    elements = b"\x10ping\x00" + struct.pack("<i", 1)
     elements += b"\x02$db\x00" + struct.pack("<i", 6) + b"admin\x00"
     return struct.pack("<i", len(elements) + 5) + elements + b"\x00"
 
 
-# Sizes of the BSON values a hello reply holds: fixed ones, and those prefixed by an int32.
+# Sizes of the BSON values a reply holds: fixed ones, and those prefixed by an int32.
 _BSON_FIXED = {0x01: 8, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8}
 _BSON_PREFIXED = {0x02: 4, 0x03: 0, 0x04: 0, 0x05: 5}
 
@@ -421,8 +436,8 @@ def _bson_ok(doc: bytes) -> bool:
 
 
 def mongo_ready(port: int) -> bool:
-    """True when a `hello` command over OP_MSG (the MongoDB wire protocol) returns ok: 1."""
-    message = struct.pack("<I", 0) + b"\x00" + _bson_hello()
+    """True when a `ping` command over OP_MSG (the MongoDB wire protocol) returns ok: 1."""
+    message = struct.pack("<I", 0) + b"\x00" + _bson_ping()
     request = struct.pack("<iiii", 16 + len(message), 1, 0, 2013) + message
     try:
         reply = _exchange(port, request, lambda d: int(struct.unpack("<i", d[:4])[0]), 16)
@@ -437,13 +452,16 @@ def mongo_ready(port: int) -> bool:
 
 def kafka_classpath(cfg: Config) -> str:
     """The broker and tools classpath, resolved by Maven once per version of pom.xml."""
-    pom = STACK_SRC / "pom.xml"
-    cached = cfg.cache / f"kafka-classpath-{_digest(pom)}.txt"
+    return _maven_classpath(cfg, STACK_SRC / "pom.xml", "kafka")
+
+
+def _maven_classpath(cfg: Config, pom: Path, name: str) -> str:
+    cached = cfg.cache / f"{name}-classpath-{_digest(pom)}.txt"
     classpath = _cached_classpath(cached)
     if classpath is not None:
         return classpath
     with _building(cfg):
-        return _cached_classpath(cached) or _resolve_classpath(cfg, pom, cached)
+        return _cached_classpath(cached) or _resolve_classpath(cfg, pom, cached, name)
 
 
 def _cached_classpath(cached: Path) -> str | None:
@@ -456,13 +474,13 @@ def _cached_classpath(cached: Path) -> str | None:
     return None
 
 
-def _resolve_classpath(cfg: Config, pom: Path, cached: Path) -> str:
+def _resolve_classpath(cfg: Config, pom: Path, cached: Path, name: str) -> str:
     mvn = _tool("mvn")
-    _say("resolving Kafka jars with Maven (first run: downloads ~40 MB)...")
+    _say(f"resolving the {name} jars with Maven (first run: downloads them)...")
     tmp = cached.with_suffix(".tmp")
     argv = [mvn, "-q", "-B", "-f", str(pom), "dependency:build-classpath"]
     argv.append(f"-Dmdep.outputFile={tmp}")
-    _run_logged(argv, cfg.logs / "mvn.log", "resolving Kafka with Maven")
+    _run_logged(argv, cfg.logs / "mvn.log", f"resolving the {name} jars with Maven")
     tmp.replace(cached)
     return cached.read_text().strip()
 
@@ -633,6 +651,37 @@ def _ferretdb_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
     return argv, {"FERRETDB_TELEMETRY": "disable", "DO_NOT_TRACK": "1"}
 
 
+# ---------------------------------------------------------------- the atomic MongoDB-API server
+
+
+def atomic_mongo_classes(cfg: Config) -> tuple[Path, str]:
+    """AtomicMongoServer compiled once per version of its source and pom, and its classpath."""
+    src = STACK_SRC / "atomic-mongo"
+    pom, source = src / "pom.xml", src / "AtomicMongoServer.java"
+    classpath = _maven_classpath(cfg, pom, "atomic-mongo")
+    classes = cfg.cache / f"atomic-mongo-classes-{_digest(pom, source)}"
+    if (classes / "AtomicMongoServer.class").exists():
+        return classes, classpath
+    with _building(cfg):
+        if not (classes / "AtomicMongoServer.class").exists():
+            tmp = classes.with_suffix(".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            argv = [_tool("javac"), "-d", str(tmp), "-cp", classpath, str(source)]
+            _run_logged(argv, cfg.logs / "atomic-mongo-build.log", "compiling AtomicMongoServer")
+            tmp.replace(classes)
+    return classes, classpath
+
+
+def _atomic_mongo_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    classes, classpath = atomic_mongo_classes(cfg)
+    crash = f"-XX:ErrorFile={cfg.logs / 'atomic-mongo-hs_err_%p.log'}"
+    # Warnings only: at INFO it logs every connection the tests open and close.
+    logging = "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
+    argv = [_tool("java"), *ATOMIC_MONGO_JVM, crash, logging]
+    argv += ["-cp", f"{classes}{os.pathsep}{classpath}", "AtomicMongoServer"]
+    return [*argv, HOST, str(cfg.atomic_mongo_port)], {}
+
+
 # ---------------------------------------------------------------- platform services
 
 
@@ -682,6 +731,13 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: mongo_ready(cfg.mongo_port),
         prepare=lambda: _ferretdb_prepare(cfg),
     )
+    atomic_mongo = Service(
+        name=ATOMIC_MONGO,
+        ports={cfg.atomic_mongo_port: "STACK_ATOMIC_MONGO_PORT"},
+        address=f"{HOST}:{cfg.atomic_mongo_port}",
+        probe=lambda: mongo_ready(cfg.atomic_mongo_port),
+        prepare=lambda: _atomic_mongo_prepare(cfg),
+    )
     api = Service(
         name="inference-service",
         ports={cfg.api_port: "SERVICE_PORT"},
@@ -696,7 +752,7 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: http_ready(cfg.executor_port),
         prepare=lambda: _platform_prepare(cfg, "executor-service"),
     )
-    services = (kafka, ferretdb, api, executor)
+    services = (kafka, ferretdb, atomic_mongo, api, executor)
     return {svc.name: svc for svc in services}
 
 
@@ -746,17 +802,21 @@ def _wait_ready(cfg: Config, svc: Service, pid: int, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def up(cfg: Config | None = None, platform: bool = False) -> dict[str, ServiceStatus]:
+def up(
+    cfg: Config | None = None, platform: bool = False, atomic_mongo: bool = False
+) -> dict[str, ServiceStatus]:
     """Starts whatever is not running, then waits until every service answers.
 
-    Kafka and FerretDB always; with `platform`, then the job service and an executor.
+    Kafka and FerretDB always, the atomic MongoDB-API server with `atomic_mongo`; with
+    `platform`, then the job service and an executor (on FerretDB).
     """
     cfg = cfg or Config.from_env()
+    infrastructure = (*INFRASTRUCTURE, *((ATOMIC_MONGO,) if atomic_mongo else ()))
     with _locked(cfg):
-        _up_group(cfg, INFRASTRUCTURE)
+        _up_group(cfg, infrastructure)
         if platform:
             _up_group(cfg, PLATFORM)  # after the infrastructure: they connect at start
-    return status(cfg, SERVICES if platform else INFRASTRUCTURE)
+    return status(cfg, (*infrastructure, *(PLATFORM if platform else ())))
 
 
 def _up_group(cfg: Config, names: tuple[str, ...]) -> None:
@@ -850,9 +910,9 @@ def _print_status(cfg: Config) -> None:
         print(f"{st.name:<17} {state:<8} {pid:<10} {st.address}{extra}")
 
 
-def _print_env(cfg: Config) -> None:
+def _print_env(cfg: Config, atomic_mongo: bool) -> None:
     print(f"KAFKA_BOOTSTRAP_SERVERS={cfg.kafka_bootstrap}")
-    print(f"MONGODB_URI={cfg.mongodb_uri}")
+    print(f"MONGODB_URI={cfg.atomic_mongodb_uri if atomic_mongo else cfg.mongodb_uri}")
 
 
 def _show_logs(cfg: Config, lines: int, follow: bool) -> None:
@@ -911,12 +971,17 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--platform", action="store_true", help="then the job service and an executor (.venv)"
     )
+    atomic_help = "also the atomic MongoDB-API test server (in memory, no durability)"
+    start.add_argument("--atomic-mongo", action="store_true", help=atomic_help)
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show each service, its pid and address")
-    logs = sub.add_parser("logs", help="tail both logs")
+    logs = sub.add_parser("logs", help="tail the services' logs")
     logs.add_argument("-n", "--lines", type=int, default=40)
     logs.add_argument("-f", "--follow", action="store_true")
-    sub.add_parser("env", help="print KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+    env = sub.add_parser("env", help="print KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+    env.add_argument(
+        "--atomic-mongo", action="store_true", help="MONGODB_URI of the atomic test server"
+    )
     # Listed for --help only: main() hands their arguments to the Kafka tool untouched.
     sub.add_parser("kafka-topics", help="Kafka's TopicCommand (default --list)")
     sub.add_parser("kafka-consume", help="Kafka's console consumer, keys and headers")
@@ -925,7 +990,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dispatch(cfg: Config, ns: argparse.Namespace) -> int:
     if ns.command == "up":
-        up(cfg, platform=ns.platform)
+        up(cfg, platform=ns.platform, atomic_mongo=ns.atomic_mongo)
         _print_status(cfg)
     elif ns.command == "down":
         down(cfg)
@@ -934,7 +999,7 @@ def _dispatch(cfg: Config, ns: argparse.Namespace) -> int:
     elif ns.command == "logs":
         _show_logs(cfg, ns.lines, ns.follow)
     elif ns.command == "env":
-        _print_env(cfg)
+        _print_env(cfg, ns.atomic_mongo)
     elif ns.command == "kafka-topics":
         return _kafka_tool(cfg, "org.apache.kafka.tools.TopicCommand", ns.args or ["--list"])
     elif ns.command == "kafka-consume":

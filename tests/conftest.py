@@ -3,8 +3,10 @@
 KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI, when both are set, point the tests at servers you run
 (a real MongoDB works too); TEST_STACK=testcontainers starts the official images in Docker (for
 machines with an engine; this project's own CI has none); otherwise `stack/localstack.py up`
-starts Kafka and FerretDB on 127.0.0.1. Each test that asks for `isolated_env` gets its own
-topics and database, so tests never see each other's events or documents.
+starts Kafka and FerretDB on 127.0.0.1, and TEST_MONGODB=atomic runs the tests on the stack's
+atomic MongoDB-API server instead of FerretDB (the MongoDB mode: `make pytest-atomic`). Each
+test that asks for `isolated_env` gets its own topics and database, so tests never see each
+other's events or documents.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from pymongo import MongoClient
 
 from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
@@ -44,11 +48,33 @@ def stack_env() -> Iterator[dict[str, str]]:
     elif os.environ.get("TEST_STACK") == "testcontainers":
         yield from containers_env()
     else:
-        load_localstack().up()
-        yield {
-            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
-            "MONGODB_URI": "mongodb://127.0.0.1:27017/",
-        }
+        yield local_stack_env()
+
+
+def local_stack_env() -> dict[str, str]:
+    backend = os.environ.get("TEST_MONGODB", "ferretdb")
+    if backend not in ("ferretdb", "atomic"):
+        raise pytest.UsageError(f"TEST_MONGODB={backend!r}: ferretdb (the default) or atomic")
+    stack = load_localstack()
+    cfg = stack.Config.from_env()
+    atomic = backend == "atomic"
+    stack.up(cfg, atomic_mongo=atomic)
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": cfg.kafka_bootstrap,
+        "MONGODB_URI": cfg.atomic_mongodb_uri if atomic else cfg.mongodb_uri,
+    }
+
+
+@pytest.fixture(scope="session")
+def on_ferretdb(stack_env: dict[str, str]) -> bool:
+    """Whether the tests' MongoDB API is FerretDB, which applies updates without atomicity."""
+    client: MongoClient[dict[str, Any]] = MongoClient(
+        stack_env["MONGODB_URI"], serverSelectionTimeoutMS=5000
+    )
+    try:
+        return "ferretdbVersion" in client.admin.command("buildInfo")
+    finally:
+        client.close()
 
 
 def containers_env() -> Iterator[dict[str, str]]:

@@ -182,3 +182,22 @@ def test_ferretdb_recovers_after_kill_9_with_its_documents(stack: ModuleType) ->
             assert found == {"_id": "before-crash", "n": 1}
         finally:
             client.drop_database(database)
+
+
+def test_the_atomic_test_server_starts_answers_and_keeps_nothing(stack: ModuleType) -> None:
+    cfg = stack.Config.from_env()
+    server = stack.up(cfg, atomic_mongo=True)["atomic-mongo"]
+    assert server.running and server.answering, server
+    database = f"stack_test_{uuid.uuid4().hex[:10]}"
+    with _mongo(cfg.atomic_mongodb_uri) as client:
+        client[database].docs.insert_one({"_id": "before-restart"})
+        assert client.admin.command("buildInfo")["version"] == "6.0.0"
+
+    assert stack.stop_service("atomic-mongo", cfg=cfg)
+    assert not stack.status(cfg, ("atomic-mongo",))["atomic-mongo"].running
+    restarted = stack.up(cfg, atomic_mongo=True)["atomic-mongo"]
+    assert restarted.answering and restarted.pid != server.pid
+
+    # In memory only: a test server, not a database.
+    with _mongo(cfg.atomic_mongodb_uri) as client:
+        assert client[database].docs.find_one({"_id": "before-restart"}) is None
