@@ -25,11 +25,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
+from inference_client import (
+    ApiError,
+    ApiFailure,
+    ApiUnreachable,
+    ImageUpload,
+    Job,
+    ServerSentEvent,
+    UnexpectedResponse,
+)
 from inference_common.events import InvalidEvent, from_record
 from inference_common.image_files import IMAGE_MEDIA_TYPES
-from simulator.client import ApiError, ApiFailure, ApiUnreachable
-from simulator.resources import ImageSample, Job, UnexpectedResponse
-from simulator.sse import ServerSentEvent
 from simulator.traffic import STRUCTURED, CompletionSignals, settled_job_id, wait_at_most
 
 DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
@@ -62,7 +68,7 @@ class BatchApi(Protocol):
 
     async def create_job(
         self,
-        image: ImageSample,
+        image: ImageUpload,
         *,
         name: str,
         model: str,
@@ -294,7 +300,7 @@ class BatchRun:
         row = ResultRow(name, sha256, self.options.model, REJECTED, submitted_at=utc_now())
         try:
             job = await self.client.create_job(
-                ImageSample(Path(name).name, data, batch_file.media_type),
+                ImageUpload(Path(name).name, data, batch_file.media_type),
                 name=Path(name).name,
                 model=self.options.model,
                 idempotency_key=idempotency_key(sha256, self.options.model, name),

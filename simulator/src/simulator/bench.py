@@ -27,11 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
+from inference_client import ImageUpload, InferenceClient
 from inference_common.assets import AssetStore
 from inference_common.processes import cpu_seconds, listening_pids, port_of
-from simulator.client import InferenceClient
 from simulator.report import LatencySummary
-from simulator.resources import ImageSample
 from simulator.traffic import JobOutcome, JobPlan, Pacing, TrafficRun
 
 MODELS: Final = {
@@ -75,7 +74,7 @@ async def run_bench(
     client: InferenceClient, store: AssetStore, seconds: float, concurrency: int
 ) -> list[TaskFigures]:
     processes = _platform_processes(client.base_url)
-    image = ImageSample(Path(IMAGE).name, store.path_of(IMAGE).read_bytes(), "image/jpeg")
+    image = ImageUpload(Path(IMAGE).name, store.path_of(IMAGE).read_bytes(), "image/jpeg")
     figures = []
     for task, model in MODELS.items():
         ceiling, in_process = _model_rates(model, store, image.data, min(seconds, 8.0))
@@ -103,7 +102,7 @@ def _model_rates(model: str, store: AssetStore, data: bytes, seconds: float) -> 
 
 
 async def _phase(
-    client: InferenceClient, model: str, image: ImageSample, pacing: Pacing, seconds: float
+    client: InferenceClient, model: str, image: ImageUpload, pacing: Pacing, seconds: float
 ) -> tuple[Load, int]:
     """One phase of traffic; also returns how many jobs ended DONE in all."""
     most = int((pacing.rate or 1000.0) * seconds) + 1

@@ -24,16 +24,15 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from inference_client import ApiFailure, ApiUnreachable, InferenceClient, Model, UnexpectedResponse
 from inference_common.assets import AssetStore
 from simulator import bench
 from simulator.batch import DEFAULT_MODEL, BatchOptions, BatchRun
 from simulator.batch import opened as opened_batch
-from simulator.client import ApiFailure, ApiUnreachable, InferenceClient
 from simulator.demo import DemoScenario, digit_model_names
 from simulator.images import NoImages, select_images
 from simulator.progress import ProgressBar
 from simulator.report import RunInfo, build_report, render_summary, write_json
-from simulator.resources import ModelInfo, UnexpectedResponse
 from simulator.settings import SimulatorSettings
 from simulator.traffic import JobOutcome, Pacing, TrafficRun, plan_jobs
 from simulator.watch import EventLogWatcher, KafkaUnreachable, WatchOptions, parse_types
@@ -334,7 +333,7 @@ def _report(
     return EXIT_INCOMPLETE if incomplete else EXIT_OK
 
 
-def choose_models(available: Sequence[ModelInfo], wanted: str | None) -> list[ModelInfo]:
+def choose_models(available: Sequence[Model], wanted: str | None) -> list[Model]:
     if not available:
         raise CannotRun("the API offers no models")
     if not wanted:

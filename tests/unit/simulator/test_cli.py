@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from inference_client import Model
 from simulator import cli
-from simulator.resources import ModelInfo
 from tests.unit.simulator.fake_api import FakeApi
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -73,7 +73,7 @@ def test_only_loopback_and_private_networks_need_no_permission(url: str, local: 
 
 
 def test_models_are_chosen_by_name_from_what_the_api_offers() -> None:
-    available = [ModelInfo("a", "", "classification"), ModelInfo("b", "", "object_detection")]
+    available = [Model("a", "", "classification"), Model("b", "", "object_detection")]
     assert cli.choose_models(available, None) == available
     assert [m.name for m in cli.choose_models(available, "b, a")] == ["b", "a"]
     with pytest.raises(cli.CannotRun, match="unknown model c; the API offers a, b"):
