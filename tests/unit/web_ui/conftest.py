@@ -65,7 +65,7 @@ def serve(app_env: None, monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeApi],
 
     def start(fake: FakeApi) -> AppTest:
         monkeypatch.setattr(web_ui.bootstrap, "http_transport", fake.transport)
-        return AppTest.from_file(str(APP), default_timeout=20).run()
+        return AppTest.from_file(str(APP), default_timeout=60).run()
 
     return start
 
