@@ -47,7 +47,7 @@ demo: serve  ## the main job: everything up, simulated traffic beside the live e
 	exit $$status
 
 web-ui:  ## the Streamlit page at http://127.0.0.1:8501 (the API at API_URL, default: make serve's)
-	$(RUN) streamlit run web-ui/src/web_ui/app.py --server.address 127.0.0.1 --server.port 8501 --server.headless true --browser.gatherUsageStats false
+	$(RUN) web-ui --server.address 127.0.0.1 --server.port 8501
 
 watch:  ## the event log, human-readable, from the beginning
 	$(RUN) simulator watch --from-beginning
@@ -76,7 +76,7 @@ bench-scale: assets up  ## benchmark: 1, 2, 3 executor processes in one group dr
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy common/src inference-service/src executor-service/src simulator/src web-ui/src benchmarks
+	$(RUN) mypy common/src client/src inference-service/src executor-service/src simulator/src web-ui/src benchmarks
 
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference_client import ApiFailure, InferenceClient
 from inference_common.assets import AssetStore
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
-from simulator.client import ApiFailure, InferenceClient
 from simulator.images import select_images
 from simulator.traffic import JobOutcome, Pacing, TrafficRun, plan_jobs
 from tests.conftest import ROOT
@@ -284,10 +284,8 @@ class FaultRun:
     # --- traffic and faults ---
 
     async def _traffic(self) -> tuple[list[JobOutcome], TrafficRun, Counter[str]]:
-        # Enough attempts, each wait at most 2 s, to ride out a restart of the job service.
-        async with InferenceClient(
-            self.platform.api_url, max_attempts=60, backoff_s=0.25, max_backoff_s=2.0
-        ) as client:
+        # The client's own policy rides out a restart of the job service (up to 90 s).
+        async with InferenceClient(self.platform.api_url) as client:
             models = await client.list_models()
             images = select_images(models, AssetStore.from_settings(self.settings))
             run = TrafficRun(
@@ -359,7 +357,7 @@ class FaultRun:
     async def _api_statuses(self, job_ids: list[str]) -> dict[str, str]:
         """Each job's status as GET /jobs/{id} answers it; DONE ones must also give a result."""
         statuses: dict[str, str] = {}
-        async with InferenceClient(self.platform.api_url, max_attempts=10) as client:
+        async with InferenceClient(self.platform.api_url) as client:
             gate = asyncio.Semaphore(8)
 
             async def one(job_id: str) -> None:

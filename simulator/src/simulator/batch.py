@@ -4,8 +4,9 @@ Each file is submitted as a job (create and execute in one request) with an `Ide
 derived from its content, so a run restarted after a crash finds its earlier jobs instead of
 creating new ones. Completion is learned from the event stream (`GET /events`), with a slow
 poll of each job as the safety net (the machinery `simulate` uses). Every outcome becomes a
-row of the `results` table; files already stored as DONE (same content, same model) are
-skipped on a later run. Every step is one line of the log file.
+row of the `results` table; files already stored as DONE (same path, content and model) are
+skipped on a later run, so a renamed copy of a done file gets a row of its own. Every step is
+one line of the log file, and the progress bar (the CLI's) shows the files done.
 
 A bad file (the API's 415 or 422) or a FAILED job is a row with its error, never the end of
 the run; only an unreachable API stops it (exit code 2, from the CLI).
@@ -25,11 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Protocol
 
+from inference_client import (
+    ApiError,
+    ApiFailure,
+    ApiUnreachable,
+    ImageUpload,
+    Job,
+    ServerSentEvent,
+    UnexpectedResponse,
+)
 from inference_common.events import InvalidEvent, from_record
 from inference_common.image_files import IMAGE_MEDIA_TYPES
-from simulator.client import ApiError, ApiFailure, ApiUnreachable
-from simulator.resources import ImageSample, Job, UnexpectedResponse
-from simulator.sse import ServerSentEvent
 from simulator.traffic import STRUCTURED
 
 DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
@@ -64,7 +71,7 @@ class BatchApi(Protocol):
 
     async def create_job(
         self,
-        image: ImageSample,
+        image: ImageUpload,
         *,
         name: str,
         model: str,
@@ -80,6 +87,27 @@ class BatchApi(Protocol):
     def events(
         self, path: str = "/events", on_open: Callable[[], None] | None = None
     ) -> AsyncIterator[ServerSentEvent]: ...
+
+
+class BatchProgress(Protocol):
+    """What the run tells a progress display (the CLI's bar; nothing in unit tests)."""
+
+    def planned(self, total: int) -> None: ...
+
+    def started(self) -> None: ...
+
+    def done(self, how: str) -> None: ...
+
+
+class NoProgress:
+    def planned(self, total: int) -> None:
+        pass
+
+    def started(self) -> None:
+        pass
+
+    def done(self, how: str) -> None:
+        pass
 
 
 def utc_now() -> str:
@@ -113,11 +141,12 @@ class ResultStore:
     def close(self) -> None:
         self._db.close()
 
-    def done(self, sha256: str, model: str) -> str | None:
-        """The job id of a DONE row for this content and model, if there is one."""
+    def done(self, file: str, sha256: str, model: str) -> str | None:
+        """The job id of a DONE row for this file (path and content) and model, if any."""
         row = self._db.execute(
-            "SELECT job_id FROM results WHERE sha256 = ? AND model = ? AND status = 'DONE'",
-            (sha256, model),
+            "SELECT job_id FROM results"
+            " WHERE file = ? AND sha256 = ? AND model = ? AND status = 'DONE'",
+            (file, sha256, model),
         ).fetchone()
         return str(row[0]) if row else None
 
@@ -233,12 +262,18 @@ class BatchSummary:
 
 class BatchRun:
     def __init__(
-        self, client: BatchApi, store: ResultStore, log: BatchLog, options: BatchOptions
+        self,
+        client: BatchApi,
+        store: ResultStore,
+        log: BatchLog,
+        options: BatchOptions,
+        progress: BatchProgress | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.log = log
         self.options = options
+        self.progress = progress or NoProgress()
         self.summary = BatchSummary()
         self._stream_open = asyncio.Event()
         self._jobs: dict[str, str] = {}  # job id → file name, for the event log lines
@@ -247,6 +282,7 @@ class BatchRun:
         """Raises ApiUnreachable when the API cannot be reached at all."""
         files = find_files(self.options.directory, recursive=self.options.recursive)
         self.summary.found = len(files)
+        self.progress.planned(len(files))
         self.log(
             "start",
             detail=f"dir={self.options.directory} files={len(files)} model={self.options.model}",
@@ -279,6 +315,7 @@ class BatchRun:
 
     async def process(self, batch_file: BatchFile) -> None:
         name = batch_file.name
+        self.progress.started()
         try:
             data = batch_file.path.read_bytes()
         except OSError as exc:
@@ -287,15 +324,16 @@ class BatchRun:
             self._store(row)
             return
         sha256 = hashlib.sha256(data).hexdigest()
-        earlier = self.store.done(sha256, self.options.model)
+        earlier = self.store.done(name, sha256, self.options.model)
         if earlier is not None:
             self.summary.skipped += 1
             self.log("skipped", name, earlier, f"sha256={sha256[:12]} already DONE")
+            self.progress.done("skipped")
             return
         row = ResultRow(name, sha256, self.options.model, REJECTED, submitted_at=utc_now())
         try:
             job = await self.client.create_job(
-                ImageSample(Path(name).name, data, batch_file.media_type),
+                ImageUpload(Path(name).name, data, batch_file.media_type),
                 name=Path(name).name,
                 model=self.options.model,
                 idempotency_key=idempotency_key(sha256, self.options.model, name),
@@ -329,6 +367,7 @@ class BatchRun:
     def _store(self, row: ResultRow) -> None:
         self.store.store(row)
         self.summary.statuses[row.status] += 1
+        self.progress.done(row.status)
         outcome = f"{row.top_label} {row.score:.2f}" if row.score is not None else row.error
         self.log("stored", row.file, row.job_id, f"status={row.status} {outcome or ''}".rstrip())
 

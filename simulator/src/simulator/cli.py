@@ -24,15 +24,21 @@ from urllib.parse import urlsplit
 
 from rich.console import Console
 
+from inference_client import (
+    ApiFailure,
+    ApiUnreachable,
+    InferenceClient,
+    Model,
+    RetryPolicy,
+    UnexpectedResponse,
+)
 from inference_common.assets import AssetStore
 from simulator.batch import DEFAULT_MODEL, BatchOptions, BatchRun
 from simulator.batch import opened as opened_batch
-from simulator.client import ApiFailure, ApiUnreachable, InferenceClient
 from simulator.demo import DemoScenario, digit_model_names
 from simulator.images import NoImages, select_images
 from simulator.progress import ProgressBar
 from simulator.report import RunInfo, build_report, render_summary, write_json
-from simulator.resources import ModelInfo, UnexpectedResponse
 from simulator.settings import SimulatorSettings
 from simulator.traffic import JobOutcome, Pacing, TrafficRun, plan_jobs
 from simulator.watch import EventLogWatcher, KafkaUnreachable, WatchOptions, parse_types
@@ -80,6 +86,7 @@ def _simulate_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--json", type=Path, dest="json_path", help="write the report as JSON")
     sub.add_argument("--plot", type=Path, help="write latency and throughput PNGs here")
     sub.add_argument("--scenario", choices=["demo"], help="a scripted tour of every operation")
+    _retry_argument(sub)
     sub.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -113,6 +120,23 @@ def _batch_arguments(sub: argparse.ArgumentParser) -> None:
         default=120.0,
         help="give up on a job's result after S seconds (default 120)",
     )
+    _retry_argument(sub)
+    sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _retry_argument(sub: argparse.ArgumentParser) -> None:
+    default = RetryPolicy().ride_out_s
+    sub.add_argument(
+        "--retry-for",
+        type=_positive_float,
+        default=default,
+        metavar="S",
+        help=f"keep retrying a request through an API outage for up to S seconds ({default:g})",
+    )
+
+
+def _retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    return RetryPolicy(ride_out_s=args.retry_for)
 
 
 def _positive_int(text: str) -> int:
@@ -186,7 +210,7 @@ async def simulate_command(args: argparse.Namespace) -> int:
         raise CannotRun(f"{api_url} is a public address; pass --allow-remote to load it")
     api_key = args.api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
     console = Console(highlight=False, soft_wrap=True)
-    async with InferenceClient(api_url, api_key) as client:
+    async with InferenceClient(api_url, api_key, policy=_retry_policy(args)) as client:
         try:
             available = await client.list_models()
         except (ApiFailure, UnexpectedResponse) as exc:
@@ -212,6 +236,7 @@ async def simulate_command(args: argparse.Namespace) -> int:
         show_progress = not args.no_progress and sys.stderr.isatty()
         with ProgressBar(args.jobs, Console(stderr=True), show_progress) as progress:
             run.observer = progress
+            client.on_retry = progress.retry_notice
             outcomes = await _run_until_interrupted(run)
         run_info = RunInfo(
             api_url=api_url,
@@ -247,15 +272,20 @@ async def batch_command(args: argparse.Namespace) -> int:
         recursive=args.recursive,
         result_timeout_s=args.result_timeout,
     )
-    async with InferenceClient(api_url, api_key) as client:
-        with opened_batch(args.db, args.log) as (store, log):
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    async with InferenceClient(api_url, api_key, policy=_retry_policy(args)) as client:
+        with (
+            opened_batch(args.db, args.log) as (store, log),
+            ProgressBar(0, Console(stderr=True), show_progress, unit="files") as progress,
+        ):
+            client.on_retry = progress.retry_notice
             try:
                 models = [model.name for model in await client.list_models()]
                 if args.model not in models:
                     raise CannotRun(
                         f"unknown model {args.model}; the API offers {', '.join(models)}"
                     )
-                summary = await BatchRun(client, store, log, options).run()
+                summary = await BatchRun(client, store, log, options, progress).run()
             except (ApiUnreachable, UnexpectedResponse, ApiFailure) as exc:
                 log("error", detail=str(exc))
                 raise CannotRun(str(exc)) from exc
@@ -297,7 +327,7 @@ def _report(
     return EXIT_INCOMPLETE if incomplete else EXIT_OK
 
 
-def choose_models(available: Sequence[ModelInfo], wanted: str | None) -> list[ModelInfo]:
+def choose_models(available: Sequence[Model], wanted: str | None) -> list[Model]:
     if not available:
         raise CannotRun("the API offers no models")
     if not wanted:

@@ -16,11 +16,18 @@ from typing import Any, Final
 from rich.console import Console
 from rich.markup import escape
 
+from inference_client import (
+    ApiError,
+    ApiFailure,
+    ImageUpload,
+    InferenceClient,
+    Job,
+    Model,
+    UnexpectedResponse,
+)
 from inference_common.assets import Manifest
-from simulator.client import ApiError, ApiFailure, InferenceClient
 from simulator.event_lines import describe_result, short_id
 from simulator.images import SampleImages, is_digit_model
-from simulator.resources import ImageSample, Job, ModelInfo, UnexpectedResponse
 
 WAIT_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.25
@@ -29,7 +36,7 @@ PREFERRED_IMAGES: Final = {
     "object_detection": "kite_and_cold",
     "describe": "kite_and_cold",
 }
-NOT_AN_IMAGE: Final = ImageSample("notes.png", b"these bytes are not an image", "image/png")
+NOT_AN_IMAGE: Final = ImageUpload("notes.png", b"these bytes are not an image", "image/png")
 
 
 @dataclass
@@ -54,7 +61,7 @@ class DemoScenario:
     def __init__(
         self,
         client: InferenceClient,
-        models: Sequence[ModelInfo],
+        models: Sequence[Model],
         images: SampleImages,
         console: Console,
         digit_models: frozenset[str] = frozenset(),
@@ -82,14 +89,14 @@ class DemoScenario:
         n.console.print(f"\n[bold green]demo finished: {n.steps} steps as expected[/]")
         return 0
 
-    def _one_per_kind(self) -> list[ModelInfo]:
+    def _one_per_kind(self) -> list[Model]:
         """One detector, one description and one digit model, when the API has them."""
         detectors = [m for m in self.models if m.task == "object_detection"]
         describers = [m for m in self.models if m.task == "describe"]
         digits = [m for m in self.models if m.name in self.digit_models]
         return detectors[:1] + describers[:1] + digits[:1]
 
-    def _photo_classifier(self) -> ModelInfo:
+    def _photo_classifier(self) -> Model:
         photo = [
             m for m in self.models if m.task == "classification" and m.name not in self.digit_models
         ]
@@ -117,7 +124,7 @@ class DemoScenario:
             return
         await self._wait_and_read(job)
 
-    async def _create_and_execute(self, model: ModelInfo) -> None:
+    async def _create_and_execute(self, model: Model) -> None:
         image = self._image_for(model)
         self.narrator.step(
             f"POST /jobs with execute=true: {model.name} on {image.name} in one call"
@@ -176,7 +183,7 @@ class DemoScenario:
             report = n.said if finished.status == "FAILED" else n.surprise
             report(f"accepted, then {finished.status} ({error})")
 
-    async def _create(self, model: ModelInfo, image: ImageSample, execute: bool) -> Job | None:
+    async def _create(self, model: Model, image: ImageUpload, execute: bool) -> Job | None:
         try:
             job = await self.client.create_job(
                 image,
@@ -228,7 +235,7 @@ class DemoScenario:
             return None
         return job
 
-    def _image_for(self, model: ModelInfo) -> ImageSample:
+    def _image_for(self, model: Model) -> ImageUpload:
         images = self.images.for_model(model.name)
         wanted = PREFERRED_IMAGES.get(model.task, "")
         named = [i for i in images if wanted and i.name.startswith(wanted)]
@@ -243,5 +250,5 @@ def _describe(result: dict[str, Any]) -> str:
         return str(result)[:200]
 
 
-def digit_model_names(models: Sequence[ModelInfo], manifest: Manifest | None) -> frozenset[str]:
+def digit_model_names(models: Sequence[Model], manifest: Manifest | None) -> frozenset[str]:
     return frozenset(m.name for m in models if is_digit_model(m, manifest))

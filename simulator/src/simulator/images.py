@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from inference_client import ImageUpload, Model
 from inference_common.assets import AssetStore, Manifest
 from inference_common.image_files import IMAGE_MEDIA_TYPES, image_media_type
 from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS, read_digits
-from simulator.resources import ImageSample, ModelInfo
 
 MNIST_SAMPLE_COUNT: Final = 20
 DIGITS: Final = tuple(str(d) for d in range(10))
@@ -25,12 +25,12 @@ class NoImages(RuntimeError):
     """The images a run needs are not there; the message says how to get them."""
 
 
-def load_directory(directory: Path) -> list[ImageSample]:
+def load_directory(directory: Path) -> list[ImageUpload]:
     """Every file with an image suffix, sorted by name so runs are repeatable."""
     if not directory.is_dir():
         raise NoImages(f"{directory} is not a directory")
     samples = [
-        ImageSample(path.name, path.read_bytes(), media_type)
+        ImageUpload(path.name, path.read_bytes(), media_type)
         for path in sorted(directory.iterdir())
         if path.is_file() and (media_type := image_media_type(path)) is not None
     ]
@@ -40,7 +40,7 @@ def load_directory(directory: Path) -> list[ImageSample]:
     return samples
 
 
-def is_digit_model(model: ModelInfo, manifest: Manifest | None) -> bool:
+def is_digit_model(model: Model, manifest: Manifest | None) -> bool:
     """The manifest knows our models; for others, ten classes is the tell."""
     if manifest is not None:
         try:
@@ -52,7 +52,7 @@ def is_digit_model(model: ModelInfo, manifest: Manifest | None) -> bool:
     return model.task == "classification" and model.label_count == 10
 
 
-def manifest_photos(store: AssetStore) -> list[ImageSample]:
+def manifest_photos(store: AssetStore) -> list[ImageUpload]:
     samples = []
     for asset in store.manifest.images():
         try:
@@ -60,19 +60,19 @@ def manifest_photos(store: AssetStore) -> list[ImageSample]:
         except FileNotFoundError as exc:
             raise NoImages(str(exc)) from exc
         samples.append(
-            ImageSample(path.name, path.read_bytes(), image_media_type(path) or "image/*")
+            ImageUpload(path.name, path.read_bytes(), image_media_type(path) or "image/*")
         )
     return samples
 
 
-def mnist_digits(images_gz: Path, labels_gz: Path | None, count: int) -> list[ImageSample]:
+def mnist_digits(images_gz: Path, labels_gz: Path | None, count: int) -> list[ImageUpload]:
     """The first `count` test digits as 28x28 grayscale PNGs, named after their label."""
     try:
         digits = read_digits(images_gz, labels_gz, count)
     except ValueError as exc:
         raise NoImages(str(exc)) from exc
     return [
-        ImageSample(
+        ImageUpload(
             f"mnist-{d.index:04d}{'' if d.label is None else f'-digit-{d.label}'}.png",
             d.png(),
             "image/png",
@@ -85,14 +85,14 @@ def mnist_digits(images_gz: Path, labels_gz: Path | None, count: int) -> list[Im
 class SampleImages:
     """The images for each model of a run, loaded once and shared by every job."""
 
-    by_model: dict[str, Sequence[ImageSample]]
+    by_model: dict[str, Sequence[ImageUpload]]
 
-    def for_model(self, model: str) -> Sequence[ImageSample]:
+    def for_model(self, model: str) -> Sequence[ImageUpload]:
         return self.by_model[model]
 
 
 def select_images(
-    models: Sequence[ModelInfo], store: AssetStore | None, directory: Path | None = None
+    models: Sequence[Model], store: AssetStore | None, directory: Path | None = None
 ) -> SampleImages:
     """Load only what the chosen models need: no MNIST decoding for a photos-only run."""
     if directory is not None:
@@ -102,7 +102,7 @@ def select_images(
         raise NoImages("no asset manifest to take sample images from: give --images DIR")
     digit_models = {m.name for m in models if is_digit_model(m, store.manifest)}
     photos = manifest_photos(store) if len(digit_models) < len(models) else []
-    digits: list[ImageSample] = []
+    digits: list[ImageUpload] = []
     if digit_models:
         try:
             images_gz = store.path_of(MNIST_IMAGES)

@@ -18,11 +18,18 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from inference_client import (
+    ApiError,
+    ApiFailure,
+    ImageUpload,
+    InferenceClient,
+    Job,
+    Model,
+    ServerSentEvent,
+    UnexpectedResponse,
+)
 from inference_common.events import EventType, InvalidEvent, from_record
-from simulator.client import ApiError, ApiFailure, InferenceClient
 from simulator.event_lines import describe_result
-from simulator.resources import ImageSample, Job, ModelInfo, UnexpectedResponse
-from simulator.sse import ServerSentEvent
 
 NOT_CREATED: Final = "NOT_CREATED"
 # Events after which a job may be finished; the job itself (GET) has the last word.
@@ -38,11 +45,11 @@ STRUCTURED: Final[list[tuple[str, bytes | None]]] = [
 class JobPlan:
     index: int
     model: str
-    image: ImageSample
+    image: ImageUpload
 
 
 def plan_jobs(
-    count: int, models: Sequence[ModelInfo], images_for: Callable[[str], Sequence[ImageSample]]
+    count: int, models: Sequence[Model], images_for: Callable[[str], Sequence[ImageUpload]]
 ) -> list[JobPlan]:
     """Round-robin over models, and over each model's images: a repeatable mix."""
     plans = []

@@ -60,7 +60,7 @@ def rows(db: Path) -> dict[str, dict[str, Any]]:
         return {row["file"]: dict(row) for row in connection.execute("SELECT * FROM results")}
 
 
-def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_what_is_done(
+def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_only_what_is_done(
     api_url: str,  # noqa: F811 (the imported fixture)
     tmp_path: Path,
 ) -> None:
@@ -109,6 +109,16 @@ def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_what_is_done(
     assert set(after) == set(found)
     assert all(after[name] == found[name] for name in EXPECTED)
     assert "3 skipped as already DONE" in again.stdout
+
+    # A renamed copy of a done file is a file of its own: classified, with its own row.
+    shutil.copy(IMAGES / "parrot.jpg", directory / "parrot copy.jpg")
+    third = batch(directory, out, api_url)
+    assert third.returncode == 0, third.stdout + third.stderr
+    copy = rows(out / "results.sqlite")["parrot copy.jpg"]
+    assert copy["status"] == "DONE" and copy["top_label"] in EXPECTED["parrot.jpg"], copy
+    assert copy["sha256"] == found["parrot.jpg"]["sha256"]
+    assert copy["job_id"] != found["parrot.jpg"]["job_id"]
+    assert "3 skipped as already DONE" in third.stdout
 
 
 def test_an_unreachable_api_exits_2(tmp_path: Path) -> None:

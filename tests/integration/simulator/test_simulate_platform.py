@@ -47,8 +47,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def wait_for_api(url: str, service: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
+def wait_for_api(
+    url: str, service: subprocess.Popen[bytes], log: Path, timeout_s: float = START_TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if service.poll() is not None:
             pytest.fail(
@@ -60,7 +62,7 @@ def wait_for_api(url: str, service: subprocess.Popen[bytes], log: Path) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.5)
-    pytest.fail(f"inference-service not ready in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"inference-service not ready in {timeout_s:g} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture

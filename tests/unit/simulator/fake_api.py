@@ -18,8 +18,8 @@ from typing import Any, ParamSpec
 import httpx
 from cloudevents.core.formats.json import JSONFormat
 
+from inference_client import InferenceClient, RetryPolicy
 from inference_common.events import EventType, new_event
-from simulator.client import InferenceClient
 from tests.unit.simulator import job_events as ev
 
 P = ParamSpec("P")
@@ -81,7 +81,7 @@ class FakeApi:
         self.peak_in_flight = 0
 
     def client(self, **kwargs: Any) -> InferenceClient:
-        kwargs.setdefault("backoff_s", 0.001)
+        kwargs.setdefault("policy", RetryPolicy(backoff_s=0.001, max_backoff_s=0.01))
         return InferenceClient(BASE, transport=httpx.MockTransport(self.handle), **kwargs)
 
     def count(self, method: str, pattern: str) -> int:

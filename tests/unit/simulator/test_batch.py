@@ -37,8 +37,29 @@ def make_directory(root: Path) -> Path:
     return images
 
 
+class Progress:
+    """Records what the run tells a progress display."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def planned(self, total: int) -> None:
+        self.calls.append(f"planned {total}")
+
+    def started(self) -> None:
+        self.calls.append("started")
+
+    def done(self, how: str) -> None:
+        self.calls.append(how)
+
+
 async def run_batch(
-    api: FakeApi, images: Path, tmp_path: Path, model: str = "cls", **options: object
+    api: FakeApi,
+    images: Path,
+    tmp_path: Path,
+    model: str = "cls",
+    progress: Progress | None = None,
+    **options: object,
 ) -> tuple[list[dict[str, object]], list[tuple[str, str]]]:
     db, log_path = tmp_path / "out" / "results.sqlite", tmp_path / "out" / "batch.log"
     async with api.client() as client:
@@ -48,6 +69,7 @@ async def run_batch(
                 store,
                 log,
                 BatchOptions(images, model=model, **options),  # type: ignore[arg-type]
+                progress,
             )
             await run.run()
             rows = store.rows()
@@ -143,6 +165,35 @@ async def test_a_rerun_skips_what_is_done_and_retries_the_rest(tmp_path: Path) -
     ]
     assert {r["file"]: r["job_id"] for r in second} == {r["file"]: r["job_id"] for r in first}
     assert len(second) == 3
+
+
+@synchronously
+async def test_a_renamed_copy_of_a_done_file_gets_its_own_row(tmp_path: Path) -> None:
+    images = make_directory(tmp_path)
+    api = FakeApi()
+    first, _ = await run_batch(api, images, tmp_path)
+    (images / "cat copy.jpg").write_bytes((images / "cat.jpg").read_bytes())
+
+    progress = Progress()
+    second, lines = await run_batch(api, images, tmp_path, progress=progress)
+    by_file = {r["file"]: r for r in second}
+    copy = by_file["cat copy.jpg"]
+    assert copy["status"] == "DONE" and copy["sha256"] == by_file["cat.jpg"]["sha256"]
+    assert copy["job_id"] not in {r["job_id"] for r in first}  # a job of its own
+    assert api.jobs[str(copy["job_id"])]["name"] == "cat copy.jpg"
+    assert sorted(rest.split()[0] for step, rest in lines if step == "skipped") == [
+        "file=cat.jpg",
+        "file=dog.png",
+    ]
+    # The progress display heard of every file: planned, started, and how each ended.
+    assert progress.calls[0] == "planned 4"
+    assert progress.calls.count("started") == 4
+    assert sorted(c for c in progress.calls[1:] if c != "started") == [
+        "DONE",
+        "REJECTED",
+        "skipped",
+        "skipped",
+    ]
 
 
 @synchronously

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from inference_client import Model
 from simulator import cli
-from simulator.resources import ModelInfo
 from tests.unit.simulator.fake_api import FakeApi
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,7 +27,7 @@ def free_port() -> int:
 def fake_api(monkeypatch: pytest.MonkeyPatch) -> FakeApi:
     """`simulator simulate` talking to the in-memory API instead of a socket."""
     api = FakeApi(run_s=0.02)
-    monkeypatch.setattr(cli, "InferenceClient", lambda url, key: api.client())
+    monkeypatch.setattr(cli, "InferenceClient", lambda url, key, **_: api.client())
     return api
 
 
@@ -73,7 +73,7 @@ def test_only_loopback_and_private_networks_need_no_permission(url: str, local: 
 
 
 def test_models_are_chosen_by_name_from_what_the_api_offers() -> None:
-    available = [ModelInfo("a", "", "classification"), ModelInfo("b", "", "object_detection")]
+    available = [Model("a", "", "classification"), Model("b", "", "object_detection")]
     assert cli.choose_models(available, None) == available
     assert [m.name for m in cli.choose_models(available, "b, a")] == ["b", "a"]
     with pytest.raises(cli.CannotRun, match="unknown model c; the API offers a, b"):
@@ -212,3 +212,11 @@ def test_demo_reports_a_step_that_goes_wrong(
     assert cli.main(["simulate", "--scenario", "demo", "--images", str(images)]) == 1
     out = capsys.readouterr().out
     assert "unexpected:" in out and "ended FAILED" in out
+
+
+def test_how_long_requests_ride_out_an_outage_is_an_option() -> None:
+    parser = cli.build_parser()
+    for command in (["simulate"], ["batch", "dir", "--db", "d", "--log", "l"]):
+        assert cli._retry_policy(parser.parse_args(command)).ride_out_s == 90.0
+        longer = parser.parse_args([*command, "--retry-for", "300"])
+        assert cli._retry_policy(longer).ride_out_s == 300.0

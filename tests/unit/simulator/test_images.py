@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from inference_client import Model
 from inference_common.assets import AssetStore, load_manifest
 from inference_common.mnist import MNIST_IMAGES, MNIST_LABELS
 from simulator.images import (
@@ -15,13 +16,12 @@ from simulator.images import (
     mnist_digits,
     select_images,
 )
-from simulator.resources import ModelInfo
 
 ROOT = Path(__file__).parents[3]
 MANIFEST = load_manifest(ROOT / "assets" / "manifest.toml")
-IMAGENET = ModelInfo("mobilenet-v2-imagenet-quant", "", "classification", label_count=1001)
-COCO = ModelInfo("ssd-mobilenet-v1-coco-quant", "", "object_detection", label_count=90)
-MNIST = ModelInfo("mnist-lstm-tflm-int8", "", "classification", label_count=10)
+IMAGENET = Model("mobilenet-v2-imagenet-quant", "", "classification", label_count=1001)
+COCO = Model("ssd-mobilenet-v1-coco-quant", "", "object_detection", label_count=90)
+MNIST = Model("mnist-lstm-tflm-int8", "", "classification", label_count=10)
 
 
 def write_mnist(cache: Path, digits: list[int]) -> None:
@@ -47,14 +47,14 @@ def test_the_manifest_decides_which_models_read_digits() -> None:
     assert not is_digit_model(IMAGENET, MANIFEST)
     assert not is_digit_model(COCO, MANIFEST)
     # A model the manifest does not know: ten classes is the tell.
-    unknown_digits = ModelInfo("someone-elses-mnist", "", "classification", label_count=10)
+    unknown_digits = Model("someone-elses-mnist", "", "classification", label_count=10)
     assert is_digit_model(unknown_digits, MANIFEST)
-    assert not is_digit_model(ModelInfo("x", "", "object_detection", label_count=10), None)
+    assert not is_digit_model(Model("x", "", "object_detection", label_count=10), None)
 
 
 def test_every_manifest_model_gets_images_that_suit_it(tmp_path: Path) -> None:
     fill_cache(tmp_path)
-    models = [ModelInfo(m.name, m.title, m.task) for m in MANIFEST.model]
+    models = [Model(m.name, m.title, m.task) for m in MANIFEST.model]
     samples = select_images(models, AssetStore(MANIFEST, tmp_path))
     photo_names = {Path(a.path).name for a in MANIFEST.images()}
     for model in models:

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from simulator.resources import ImageSample, ModelInfo
-from simulator.sse import ServerSentEvent
+from inference_client import ImageUpload, Model, ServerSentEvent
 from simulator.traffic import (
     CompletionSignals,
     JobOutcome,
@@ -20,9 +19,9 @@ from simulator.traffic import (
 )
 from tests.unit.simulator.fake_api import FakeApi, synchronously
 
-CAT = ImageSample("cat.jpg", b"\xff\xd8jpeg", "image/jpeg")
-DOG = ImageSample("dog.jpg", b"\xff\xd8jpeg2", "image/jpeg")
-DIGIT = ImageSample("digit.png", b"\x89PNG", "image/png")
+CAT = ImageUpload("cat.jpg", b"\xff\xd8jpeg", "image/jpeg")
+DOG = ImageUpload("dog.jpg", b"\xff\xd8jpeg2", "image/jpeg")
+DIGIT = ImageUpload("digit.png", b"\x89PNG", "image/png")
 # Polls so rare that a run which finishes fast must have learned from the event stream.
 STREAM_ONLY = RunTimers(poll_with_stream_s=60, poll_without_stream_s=60, stream_wait_s=2)
 POLL_ONLY = RunTimers(poll_with_stream_s=0.02, poll_without_stream_s=0.02, stream_wait_s=0.05)
@@ -42,7 +41,7 @@ async def run(
 
 
 def test_plan_mixes_models_and_their_images_round_robin() -> None:
-    models = [ModelInfo("cls", "", "classification"), ModelInfo("mnist", "", "classification")]
+    models = [Model("cls", "", "classification"), Model("mnist", "", "classification")]
     images = {"cls": [CAT, DOG], "mnist": [DIGIT]}
     planned = plan_jobs(5, models, images.__getitem__)
     assert [(p.index, p.model, p.image.name) for p in planned] == [

@@ -13,6 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import web_ui.bootstrap
+from inference_client import RetryPolicy
 from tests.unit.web_ui.fake_api import FakeApi
 
 APP = Path(__file__).resolve().parents[3] / "web-ui" / "src" / "web_ui" / "app.py"
@@ -46,6 +47,9 @@ def asset_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def app_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    # Retries as the page makes them, with waits of milliseconds.
+    fast = RetryPolicy(first_contact_s=0.05, backoff_s=0.001, max_backoff_s=0.01)
+    monkeypatch.setattr(web_ui.bootstrap, "retry_policy", lambda: fast)
     monkeypatch.setenv("API_URL", "http://api.test/api/v1/inference")
     monkeypatch.setenv("WEB_UI_POLL_INTERVAL_S", "0.01")
     monkeypatch.setenv("WEB_UI_JOB_TIMEOUT_S", "5")
@@ -61,7 +65,7 @@ def serve(app_env: None, monkeypatch: pytest.MonkeyPatch) -> Callable[[FakeApi],
 
     def start(fake: FakeApi) -> AppTest:
         monkeypatch.setattr(web_ui.bootstrap, "http_transport", fake.transport)
-        return AppTest.from_file(str(APP), default_timeout=20).run()
+        return AppTest.from_file(str(APP), default_timeout=60).run()
 
     return start
 

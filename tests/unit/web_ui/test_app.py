@@ -65,13 +65,14 @@ def test_imagenet_asks_for_the_top_five(serve: Serve) -> None:
     classes = [
         {"index": 89, "label": "macaw", "score": 0.8},
         {"index": 90, "label": "lorikeet", "score": 0.1},
+        {"index": 0, "label": "background", "score": 0.0},
     ]
     fake = FakeApi(result={"task": "classification", "classes": classes})
     at = serve(fake)
     at.selectbox[0].set_value(IMAGENET_CAPTION).run()
     at = upload_and_predict(at, png((64, 64)), "parrot.png")
     assert not at.exception and not at.error
-    assert [row["label"] for row in chart_rows(at)] == ["macaw", "lorikeet"]
+    assert [row["label"] for row in chart_rows(at)] == ["macaw", "lorikeet"]  # no zero
     create = next(r for r in fake.requests if r.method == "POST")
     assert json.loads(multipart_field(create, "options")) == {"top_k": 5}
 
@@ -130,6 +131,35 @@ def test_a_description_shows_its_sentence_over_the_detector_boxes(serve: Serve) 
     assert not at.exception and not at.error
     assert at.markdown[0].value == f"**{sentence}**"
     assert chart_rows(at) == [{"label": "1. dog", "score": 0.9}]
+
+
+def test_the_uploader_states_the_apis_limits(serve: Serve) -> None:
+    at = serve(FakeApi())
+    (uploader,) = at.file_uploader
+    assert uploader.proto.max_upload_size_mb == 10  # not Streamlit's 200 MB
+    assert "Images up to 10 MiB and 40 megapixels: the API's limits." in [
+        caption.value for caption in at.caption
+    ]
+
+
+def test_a_submission_rides_out_a_job_service_restart_with_one_key(serve: Serve) -> None:
+    refusals = 3
+
+    def down_then_up(request: httpx.Request) -> httpx.Response:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return httpx.Response(201, json=fake.job("QUEUED", "m"))
+
+    fake = FakeApi(create=down_then_up)
+    at = upload_and_predict(serve(fake), png())
+    assert not at.exception and not at.error
+    assert len(chart_rows(at)) == 10
+    creates = [r for r in fake.requests if r.method == "POST"]
+    assert len(creates) == 4
+    assert len({r.headers["Idempotency-Key"] for r in creates}) == 1
+    assert at.status[0].label.endswith(": DONE")
 
 
 def test_an_unsupported_file_shows_the_problem_title_and_detail(serve: Serve) -> None:

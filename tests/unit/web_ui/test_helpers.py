@@ -8,30 +8,21 @@ import struct
 import tomllib
 from pathlib import Path
 
-import httpx
 import pytest
 from PIL import Image
 
+from inference_client import InferenceClient, Job
 from inference_common.assets import load_manifest
+from inference_service.settings import ServiceSettings
+from tests.unit.simulator.fake_api import synchronously
 from tests.unit.web_ui.conftest import APP, CREDIT, png
 from tests.unit.web_ui.fake_api import (
-    IMAGENET,
     JOB_ID,
-    MNIST,
-    SSD,
     FakeApi,
     detection_result,
     digits_result,
 )
 from web_ui.__main__ import command
-from web_ui.api import (
-    ApiProblem,
-    ApiUnreachable,
-    ImageUpload,
-    InferenceApi,
-    Job,
-    UnexpectedAnswer,
-)
 from web_ui.chart_data import (
     Bar,
     chart_table,
@@ -42,7 +33,7 @@ from web_ui.chart_data import (
 )
 from web_ui.drawing import draw_detections, for_display, open_rgb
 from web_ui.samples import media_type_of, mnist_digits, photos
-from web_ui.settings import DEFAULT_API_URL, load_settings
+from web_ui.settings import DEFAULT_API_URL, MIB, UiSettings, load_settings
 from web_ui.waiting import JobTimeout, wait_for_job
 
 pytestmark = pytest.mark.timeout(30)
@@ -63,6 +54,22 @@ def test_a_top_k_is_in_score_order() -> None:
     }
     assert classification_bars(result, label_count=1001) == [Bar("a", 0.7), Bar("b", 0.2)]
     assert classification_bars(result, label_count=None) == [Bar("a", 0.7), Bar("b", 0.2)]
+
+
+def test_a_top_k_leaves_out_the_classes_scored_zero() -> None:
+    # What a quantised model answers for a sure macaw: its top 5 padded with zeros.
+    classes = [{"index": 89, "label": "macaw", "score": 0.996}] + [
+        {"index": i, "label": label, "score": 0.0}
+        for i, label in ((0, "background"), (1, "tench"), (2, "goldfish"), (3, "shark"))
+    ]
+    result = {"classes": classes}
+    assert classification_bars(result, label_count=1001) == [Bar("macaw", 0.996)]
+
+
+def test_a_full_distribution_keeps_every_class_even_at_zero() -> None:
+    classes = [{"index": d, "label": str(d), "score": 1.0 if d == 4 else 0.0} for d in range(10)]
+    bars = classification_bars({"classes": classes}, label_count=10)
+    assert [bar.label for bar in bars] == [str(d) for d in range(10)]
 
 
 def test_detection_bars_are_numbered_like_the_boxes() -> None:
@@ -148,102 +155,26 @@ def test_settings_default_to_the_local_service(monkeypatch: pytest.MonkeyPatch) 
     assert (settings.api_url, settings.api_key, settings.job_timeout_s) == ("http://x/api", "k", 5)
 
 
-def test_the_api_key_is_sent_and_models_are_read() -> None:
-    fake = FakeApi()
-    api = InferenceApi("http://api.test/api/v1/inference/", "secret", transport=fake.transport())
-    assert [m.name for m in api.list_models()] == [MNIST["name"], IMAGENET["name"], SSD["name"]]
-    assert fake.requests[0].headers["X-API-Key"] == "secret"
-    assert fake.requests[0].url == "http://api.test/api/v1/inference/models"
-
-
-def test_a_problem_without_a_json_body_still_reads() -> None:
-    api = InferenceApi(
-        "http://api.test", transport=httpx.MockTransport(lambda _: httpx.Response(502, text="bad"))
-    )
-    with pytest.raises(ApiProblem) as caught:
-        api.list_models()
-    assert (caught.value.status, caught.value.title, caught.value.detail) == (
-        502,
-        "Bad Gateway",
-        "bad",
-    )
-
-
-def test_a_validation_problem_reads_its_first_error() -> None:
-    body = {"title": "Bad Request", "status": 400, "errors": [{"pointer": "/x", "detail": "no"}]}
-    api = InferenceApi(
-        "http://api.test", transport=httpx.MockTransport(lambda _: httpx.Response(400, json=body))
-    )
-    with pytest.raises(ApiProblem, match="/x: no"):
-        api.job(JOB_ID)
-
-
-def test_an_answer_that_is_not_a_model_list_is_unexpected() -> None:
-    api = InferenceApi(
-        "http://api.test", transport=httpx.MockTransport(lambda _: httpx.Response(200, json=[]))
-    )
-    with pytest.raises(UnexpectedAnswer):
-        api.list_models()
-
-
-def answers(*responses: httpx.Response) -> tuple[httpx.MockTransport, list[httpx.Request]]:
-    """A transport that answers from a list (the last one again when it runs out)."""
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return responses[min(len(seen), len(responses)) - 1]
-
-    return httpx.MockTransport(handle), seen
-
-
-def too_many(retry_after: str) -> httpx.Response:
-    body = {"title": "Too Many Requests", "status": 429, "detail": "slow down"}
-    return httpx.Response(429, json=body, headers={"Retry-After": retry_after})
-
-
-def test_a_429_is_sent_again_after_its_retry_after() -> None:
-    transport, seen = answers(
-        too_many("2"), too_many("600"), httpx.Response(201, json={"id": JOB_ID, "status": "QUEUED"})
-    )
-    sleeps: list[float] = []
-    api = InferenceApi("http://api.test", transport=transport, sleep=sleeps.append)
-    job = api.submit("m", ImageUpload("a.png", b"png", "image/png"))
-    assert job.id == JOB_ID
-    assert sleeps == [2.0, 5.0]  # a long Retry-After is capped
-    assert [r.method for r in seen] == ["POST"] * 3
-
-
-def test_429_retries_are_bounded_then_the_problem_shows() -> None:
-    transport, seen = answers(too_many("1"))
-    api = InferenceApi("http://api.test", transport=transport, sleep=lambda _: None)
-    with pytest.raises(ApiProblem, match="429 Too Many Requests: slow down"):
-        api.job(JOB_ID)
-    assert len(seen) == 1 + api.rate_limit_retries
-
-
-def test_a_closed_port_is_unreachable() -> None:
-    api = InferenceApi("http://127.0.0.1:9", timeout_s=2)  # discard: nothing listens
-    with pytest.raises(ApiUnreachable, match=r"http://127\.0\.0\.1:9"):
-        api.list_models()
-
-
 class FakeClock:
     def __init__(self) -> None:
         self.now = 0.0
         self.sleeps: list[float] = []
 
-    def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
 
-def test_polling_reports_each_change_once_and_stops_at_a_terminal_status() -> None:
+def client_of(fake: FakeApi) -> InferenceClient:
+    return InferenceClient("http://api.test", transport=fake.transport())
+
+
+@synchronously
+async def test_polling_reports_each_change_once_and_stops_at_a_terminal_status() -> None:
     fake = FakeApi(statuses=["QUEUED", "RUNNING", "RUNNING", "DONE"])
-    api = InferenceApi("http://api.test", transport=fake.transport())
     clock, seen = FakeClock(), []
-    job = wait_for_job(
-        api,
+    job = await wait_for_job(
+        client_of(fake),
         Job(JOB_ID, "QUEUED"),
         on_status=lambda j: seen.append(j.status),
         poll_interval_s=0.3,
@@ -255,12 +186,12 @@ def test_polling_reports_each_change_once_and_stops_at_a_terminal_status() -> No
     assert clock.sleeps == [0.3] * 4
 
 
-def test_polling_gives_up_after_the_timeout() -> None:
-    api = InferenceApi("http://api.test", transport=FakeApi(statuses=["RUNNING"]).transport())
+@synchronously
+async def test_polling_gives_up_after_the_timeout() -> None:
     clock = FakeClock()
     with pytest.raises(JobTimeout, match="still RUNNING after 1 s"):
-        wait_for_job(
-            api,
+        await wait_for_job(
+            client_of(FakeApi(statuses=["RUNNING"])),
             Job(JOB_ID, "QUEUED"),
             on_status=lambda _: None,
             poll_interval_s=0.3,
@@ -271,10 +202,28 @@ def test_polling_gives_up_after_the_timeout() -> None:
     assert len(clock.sleeps) == 4
 
 
-def test_the_launcher_runs_the_page_with_usage_statistics_off() -> None:
-    args = command(["--server.port", "9999"])
+def test_the_image_limits_are_the_job_services(monkeypatch: pytest.MonkeyPatch) -> None:
+    service = ServiceSettings.model_fields
+    for name in ("max_image_bytes", "max_image_pixels"):
+        monkeypatch.delenv(name.upper(), raising=False)
+        assert getattr(load_settings(), name) == service[name].default, name
+    assert load_settings().max_upload_mb == 10
+    assert load_settings().image_limits() == "10 MiB and 40 megapixels"
+    # One setting for both: a deployment that raises the service's limit raises the page's.
+    monkeypatch.setenv("MAX_IMAGE_BYTES", str(25 * MIB))
+    monkeypatch.setenv("MAX_IMAGE_PIXELS", "1500000")
+    settings = load_settings()
+    assert settings.max_upload_mb == 25
+    assert settings.image_limits() == "25 MiB and 1.5 megapixels"
+    assert UiSettings(max_image_bytes=5000).max_upload_mb == 1
+    assert UiSettings(max_image_bytes=5000).image_limits() == "5,000 bytes and 1.5 megapixels"
+
+
+def test_the_launcher_runs_the_page_with_usage_statistics_off_and_the_apis_upload_limit() -> None:
+    args = command(["--server.port", "9999"], UiSettings(max_image_bytes=3 * MIB + 5))
     assert args[:3] == ["streamlit", "run", str(APP)]
-    assert args[3:7] == ["--client.toolbarMode", "minimal", "--server.port", "9999"]
+    assert args[3:7] == ["--client.toolbarMode", "minimal", "--server.maxUploadSize", "3"]
+    assert args[7:9] == ["--server.port", "9999"]
     # Last, so they win over anything given before them.
     assert args[-4:] == ["--browser.gatherUsageStats", "false", "--server.headless", "true"]
 

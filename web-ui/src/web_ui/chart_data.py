@@ -13,9 +13,11 @@ class Bar:
 
 
 def classification_bars(result: dict[str, Any], label_count: int | None) -> list[Bar]:
-    """A full distribution (every class, e.g. ten digits) in class order; a top-k by score."""
+    """A full distribution (every class, e.g. ten digits) in class order; a top-k by score,
+    without the classes scored 0 (a quantised model pads its top k with them: noise)."""
     classes = sorted(result.get("classes", []), key=lambda c: int(c["index"]))
     if label_count is None or len(classes) < label_count:
+        classes = [c for c in classes if float(c["score"]) > 0]
         classes.sort(key=lambda c: -float(c["score"]))
     return [Bar(str(c["label"]), float(c["score"])) for c in classes]
 

@@ -1,17 +1,30 @@
 """The page: model, image, predict, then the image and a bar chart of the answer.
 
-Everything it knows comes from the public REST API; the logic lives in small modules
-(`api`, `waiting`, `chart_data`, `drawing`, `samples`) and this file only lays them out.
+Everything it knows comes from the public REST API, through the shared client
+(`inference_client`), which this page runs on an event loop of its own for each run of the
+script; the logic lives in small modules (`waiting`, `chart_data`, `drawing`, `samples`) and
+this file only lays them out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import uuid
 from typing import Any, Final
 
 import streamlit as st
 
-from web_ui.api import ApiFailure, ApiProblem, ApiUnreachable, ImageUpload, InferenceApi, Model
+from inference_client import (
+    ApiError,
+    ApiFailure,
+    ApiUnreachable,
+    ImageUpload,
+    InferenceClient,
+    Model,
+    RetryNotice,
+    UnexpectedResponse,
+)
 from web_ui.bootstrap import make_api
 from web_ui.chart_data import (
     chart_table,
@@ -38,35 +51,39 @@ def cached_samples() -> list[Sample]:
 def main() -> None:
     st.set_page_config(page_title="CV inference", layout="wide")
     st.title("Computer-vision inference")
-    settings = load_settings()
-    api = make_api(settings)
-    try:
-        run(api, settings)
-    except ApiUnreachable as exc:
-        st.error(f"{exc} Is the service running, and is API_URL right?")
-    except ApiProblem as exc:
-        st.error(f"**{exc.title}** ({exc.status}): {exc.detail or 'no detail given'}")
-    except (JobTimeout, ApiFailure) as exc:
-        st.error(str(exc))
-    finally:
-        api.close()
+    asyncio.run(show(load_settings()))
 
 
-def run(api: InferenceApi, settings: UiSettings) -> None:
-    models = api.list_models()
+async def show(settings: UiSettings) -> None:
+    async with make_api(settings) as api:
+        try:
+            await run(api, settings)
+        except ApiUnreachable as exc:
+            st.error(
+                f"Cannot reach the inference API at {exc.base_url} ({exc.reason}). "
+                "Is the service running, and is API_URL right?"
+            )
+        except ApiError as exc:
+            st.error(f"**{exc.title}** ({exc.status}): {exc.detail or 'no detail given'}")
+        except (JobTimeout, ApiFailure, UnexpectedResponse) as exc:
+            st.error(str(exc))
+
+
+async def run(api: InferenceClient, settings: UiSettings) -> None:
+    models = await api.list_models()
     if not models:
         st.warning("The API serves no models.")
         return
     model = st.selectbox("Model", models, format_func=lambda m: f"{m.title} ({m.task})")
     assert model is not None  # a selectbox with options always has a choice
-    image, credit = choose_image(model)
+    image, credit = choose_image(model, settings)
     if image is None:
         st.info("Upload an image or pick a sample, then press Predict.")
         return
     shown = (model.name, hashlib.sha256(image.data).hexdigest())
     if st.button("Predict", type="primary"):
         st.session_state.pop(LAST_RESULT, None)
-        result = predict(api, settings, model, image)
+        result = await predict(api, settings, model, image)
         if result is not None:
             st.session_state[LAST_RESULT] = (shown, result)
     last = st.session_state.get(LAST_RESULT)
@@ -75,12 +92,15 @@ def run(api: InferenceApi, settings: UiSettings) -> None:
         show_result(model, image, last[1], credit)
 
 
-def choose_image(model: Model) -> tuple[ImageUpload | None, str | None]:
+def choose_image(model: Model, settings: UiSettings) -> tuple[ImageUpload | None, str | None]:
     digits = is_digit_model(model.task, model.label_count)
     samples = [s for s in cached_samples() if s.name.startswith("mnist-") == digits]
     source = st.radio("Image", [UPLOAD, SAMPLE], horizontal=True) if samples else UPLOAD
     if source == UPLOAD:
-        file = st.file_uploader("An image", type=UPLOAD_TYPES)
+        file = st.file_uploader(
+            "An image", type=UPLOAD_TYPES, max_upload_size=settings.max_upload_mb
+        )
+        st.caption(f"Images up to {settings.image_limits()}: the API's limits.")
         if file is None:
             return None, None
         media_type = media_type_of(file.name, file.type or "application/octet-stream")
@@ -92,29 +112,47 @@ def choose_image(model: Model) -> tuple[ImageUpload | None, str | None]:
     return ImageUpload(sample.name, sample.data, sample.media_type), sample.credit
 
 
-def predict(
-    api: InferenceApi, settings: UiSettings, model: Model, image: ImageUpload
+async def predict(
+    api: InferenceClient, settings: UiSettings, model: Model, image: ImageUpload
 ) -> dict[str, Any] | None:
     """The job's result once DONE; None (and the reason on the page) otherwise."""
-    job = api.submit(model.name, image, job_options(model.task, model.label_count))
-    with st.status(f"Job {job.id}: {job.status}") as status:
-        job = wait_for_job(
+    with st.status("Submitting the job") as status:
+
+        def on_retry(notice: RetryNotice) -> None:
+            text = notice.describe()
+            status.update(label=text[:1].upper() + text[1:])
+
+        api.on_retry = on_retry  # an outage of the job service shows on the status line
+        job = await api.create_job(
+            image,
+            name=image.name[:200] or "upload",
+            model=model.name,
+            # A new key per press: a retry of this submission cannot create a second job.
+            idempotency_key=str(uuid.uuid4()),
+            options=job_options(model.task, model.label_count),
+        )
+        job = await wait_for_job(
             api,
             job,
             on_status=lambda j: status.update(label=f"Job {j.id}: {j.status}"),
             poll_interval_s=settings.poll_interval_s,
             timeout_s=settings.job_timeout_s,
         )
-        status.update(state="complete" if job.status == "DONE" else "error", expanded=False)
+        result = await api.get_result(job.id) if job.status == "DONE" else None
+        status.update(
+            label=f"Job {job.id}: {job.status}",
+            state="complete" if job.status == "DONE" else "error",
+            expanded=False,
+        )
     if job.status == "FAILED":
         error = job.error
         st.error(f"The job failed: {error.code}: {error.message}" if error else "The job failed.")
         return None
-    if job.status != "DONE":
+    if result is None:
         st.warning(f"The job ended {job.status}.")
         return None
-    result: dict[str, Any] = api.result(job.id)["result"]
-    return result
+    answer: dict[str, Any] = result["result"]
+    return answer
 
 
 def show_result(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from web_ui.api import InferenceApi, Job
+from inference_client import InferenceClient, Job
 
 
 class JobTimeout(Exception):
@@ -14,14 +15,14 @@ class JobTimeout(Exception):
         super().__init__(f"Job {job.id} is still {job.status} after {timeout_s:g} s.")
 
 
-def wait_for_job(
-    api: InferenceApi,
+async def wait_for_job(
+    api: InferenceClient,
     job: Job,
     *,
     on_status: Callable[[Job], None],
     poll_interval_s: float = 0.3,
     timeout_s: float = 60.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Job:
     """The job once terminal; `on_status` sees the first state and every change after it."""
@@ -30,8 +31,8 @@ def wait_for_job(
     while not job.terminal:
         if clock() >= deadline:
             raise JobTimeout(job, timeout_s)
-        sleep(poll_interval_s)
-        latest = api.job(job.id)
+        await sleep(poll_interval_s)
+        latest = await api.get_job(job.id)
         if latest.status != job.status:
             on_status(latest)
         job = latest

@@ -1,6 +1,6 @@
 from collections.abc import AsyncIterator
 
-from simulator.sse import ServerSentEvent, parse_sse
+from inference_client import ServerSentEvent, parse_sse
 from tests.unit.simulator.fake_api import synchronously
 
 

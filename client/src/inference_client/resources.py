@@ -1,7 +1,7 @@
-"""What the job API sends and takes, as the simulator reads it (openapi/ is the contract).
+"""What the job API sends and takes, as its clients read it (openapi/ is the contract).
 
-Parsing is lenient on purpose: a field the simulator does not use may come and go without
-breaking a load test; the fields it does use are required.
+Parsing is lenient on purpose: a field no client uses may come and go without breaking a load
+test or the page; the fields they do use are required.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ class UnexpectedResponse(ValueError):
 
 
 @dataclass(frozen=True)
-class ImageSample:
+class ImageUpload:
     """An image to upload: its file name, bytes and media type."""
 
     name: str
@@ -26,7 +26,7 @@ class ImageSample:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class Model:
     name: str
     title: str
     task: str
@@ -34,7 +34,9 @@ class ModelInfo:
     label_count: int | None = None
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> ModelInfo:
+    def from_json(cls, body: object) -> Model:
+        if not isinstance(body, dict):
+            raise UnexpectedResponse(f"not a model: {body!r:.200}")
         try:
             return cls(
                 name=str(body["name"]),

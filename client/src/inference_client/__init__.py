@@ -1,0 +1,39 @@
+"""The job API's client, shared by the simulator and the web UI."""
+
+from inference_client.client import InferenceClient
+from inference_client.problems import (
+    ApiError,
+    ApiFailure,
+    ApiTransportError,
+    ApiUnreachable,
+    problem_name,
+)
+from inference_client.resources import (
+    TERMINAL_STATUSES,
+    ImageUpload,
+    Job,
+    JobError,
+    Model,
+    UnexpectedResponse,
+)
+from inference_client.retrying import RetryNotice, RetryPolicy
+from inference_client.sse import ServerSentEvent, parse_sse
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "ApiError",
+    "ApiFailure",
+    "ApiTransportError",
+    "ApiUnreachable",
+    "ImageUpload",
+    "InferenceClient",
+    "Job",
+    "JobError",
+    "Model",
+    "RetryNotice",
+    "RetryPolicy",
+    "ServerSentEvent",
+    "UnexpectedResponse",
+    "parse_sse",
+    "problem_name",
+]
