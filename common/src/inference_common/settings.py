@@ -1,6 +1,7 @@
 """Settings shared by every service, read from the environment (defaults: the local stack)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,10 +35,29 @@ class CommonSettings(BaseSettings):
     # the network when set.
     assets_mirror: Path | None = None
 
+    # Where image bytes live (inference_common.image_stores): the job service puts new images
+    # in this store; readers pick the store by each claim check's scheme, whatever this says.
+    image_store: Literal["filesystem", "mongodb", "s3"] = "filesystem"
+    # The filesystem store's root: every process that reads images must see the same directory.
+    image_store_dir: Path = Path(".cache/images")
+    # The S3 store; credentials and region only by the standard AWS variables.
+    image_store_s3_bucket: str = "inference-images"
+    image_store_s3_prefix: str = ""
+    # An S3-compatible server's URL; unset: AWS (or AWS_ENDPOINT_URL_S3 when that is set).
+    image_store_s3_endpoint: str | None = None
+
     log_level: str = "INFO"
 
-    @field_validator("assets_mirror", mode="before")
+    @field_validator("assets_mirror", "image_store_s3_endpoint", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ASSETS_MIRROR=` (as make exports it when ../shared is absent) means no mirror.
         return None if value == "" else value
+
+    @field_validator("image_store_s3_prefix")
+    @classmethod
+    def _prefix_is_a_folder(cls, value: str) -> str:
+        # Claim checks end with the key's own path, found after the prefix's last slash.
+        if value.startswith("/") or (value and not value.endswith("/")):
+            raise ValueError("an S3 prefix is empty or ends with '/', and never starts with it")
+        return value
