@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,10 +82,14 @@ def isolated_env(
         "MONGODB_DATABASE": f"test_{suffix}",
         "ASSETS_CACHE_DIR": str(ROOT / ".cache" / "assets"),
         "ASSETS_MANIFEST": str(ROOT / "assets" / "manifest.toml"),
+        # The filesystem image store (the default): one root per test, shared with the
+        # services a test starts in subprocesses.
+        "IMAGE_STORE_DIR": str(ROOT / ".cache" / "test-images" / suffix),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield env
+    shutil.rmtree(env["IMAGE_STORE_DIR"], ignore_errors=True)
     settings = CommonSettings()
     client = sync_client(settings)
     try:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from executor_service.errors import ErrorCode, JobFailure
+from inference_common.image_stores.keys import IMAGE_URI_PATTERN
 
 _HEX32 = r"^[0-9a-f]{32}$"
 
@@ -32,7 +33,7 @@ class Execution(BaseModel):
 class ImageRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    uri: str = Field(pattern=r"^blob://[a-z_]+/[0-9a-f]{24}$")
+    uri: str = Field(pattern=IMAGE_URI_PATTERN)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=1)
     media_type: str = Field(pattern=r"^image/")

@@ -27,8 +27,7 @@ class FilesystemImageStore:
     scheme = SCHEME
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.root = root  # made by the first put: a process that only reads needs no write access
 
     def put(self, key: ImageKey, data: bytes, media_type: str) -> str:
         for attempt in range(1, _WRITE_TRIES + 1):
@@ -67,7 +66,7 @@ class FilesystemImageStore:
 
     def _write(self, key: ImageKey, data: bytes) -> None:
         final = self.root / key.path
-        created = _make_folders(self.root, final.parent)
+        created = _make_folders(final.parent)
         tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
         try:
             with open(tmp, "xb") as file:
@@ -89,9 +88,13 @@ class FilesystemImageStore:
         return parse_key_path(uri.removeprefix(f"{SCHEME}:"))
 
 
-def _make_folders(root: Path, folder: Path) -> list[Path]:
-    """Make `folder` and any missing parent below `root`; the folders this call made."""
-    missing = [p for p in (folder, *folder.parents) if p.is_relative_to(root) and not p.exists()]
+def _make_folders(folder: Path) -> list[Path]:
+    """Make `folder` and its missing parents; the folders this call made."""
+    missing = []
+    for path in (folder, *folder.parents):
+        if path.exists():
+            break
+        missing.append(path)
     made = []
     for path in reversed(missing):
         try:
