@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest fuzz demo serve watch web-ui bench bench-executor bench-scale faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -76,6 +76,11 @@ fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: 
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test: lint pytest  ## what CI runs: lint, types, then every test against the real stack
+
+# SeaweedFS is built from the Go module proxy the first time (long on 2 cores), then cached in
+# .cache/stack/bin; plain `make pytest` runs these tests too once it is built, and skips them before.
+test-s3: assets up  ## the image-store contract on S3 (SeaweedFS) and jobs end to end with IMAGE_STORE=s3
+	TEST_S3=1 $(RUN) pytest tests/integration/test_s3_image_store.py tests/integration/test_s3_end_to_end.py $(PYTEST_ARGS)
 
 faults: assets  ## the full fault-injection run on a private stack: make faults JOBS=1000 (docs/faults.md)
 	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) $(FAULTS_ARGS)

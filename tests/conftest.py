@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient
 from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
+from tests.integration.s3 import BUILD_HINT, S3Server, asked_for, given_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +66,31 @@ def containers_env() -> Iterator[dict[str, str]]:
             "KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
             "MONGODB_URI": mongo.get_connection_url(),
         }
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server with the image bucket: IMAGE_STORE_S3_ENDPOINT's when set (the
+    AWS variables hold its credentials), otherwise the local stack's SeaweedFS, started here
+    (stack/localstack.py up --s3 starts it by hand). Its first build takes minutes, so it is
+    built only when TEST_S3=1 asks for it; else the tests that need it skip, saying so."""
+    server = given_server()
+    if server is not None:
+        server.create_bucket()
+        yield server
+        return
+    localstack = load_localstack()
+    cfg = localstack.Config.from_env()
+    if localstack.seaweedfs_binary(cfg, build=False) is None and not asked_for():
+        pytest.skip(BUILD_HINT)
+    localstack.up_s3(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in localstack.s3_env(cfg).items():
+            if name.startswith("AWS_"):  # boto3 reads these; the settings are per test
+                patch.setenv(name, value)
+        server = S3Server(cfg.s3_endpoint, localstack.S3_BUCKET)
+        server.create_bucket()
+        yield server
 
 
 @pytest.fixture
