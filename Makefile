@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -104,6 +104,11 @@ fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: 
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
 test: lint pytest pytest-atomic  ## what CI runs: lint, types, every test on the real stack, the service's again on the atomic server
+
+# SeaweedFS is built from the Go module proxy the first time (long on 2 cores), then cached in
+# .cache/stack/bin; plain `make pytest` runs these tests too once it is built, and skips them before.
+test-s3: assets up  ## the image-store contract on S3 (SeaweedFS) and jobs end to end with IMAGE_STORE=s3
+	TEST_S3=1 $(RUN) pytest tests/integration/test_s3_image_store.py tests/integration/test_s3_end_to_end.py $(PYTEST_ARGS)
 
 faults: assets  ## the fault-injection run, open loop, on a private stack: make faults JOBS=1000 RATE=10 (docs/faults.md)
 	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) --rate $(or $(RATE),10) $(FAULTS_ARGS)

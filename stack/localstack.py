@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """The local stack: Apache Kafka (KRaft, one node) and FerretDB (MongoDB API on SQLite).
 
+With --s3 (or STACK_S3=1), also SeaweedFS, an S3-compatible server for the S3 image store, built
+from the Go module proxy (stack/seaweedfs/) on first use.
+
 With --platform, the same machinery also runs the job service and an executor from the
 workspace's virtualenv (.venv), for the demo and for trying the API by hand. With
 --atomic-mongo, it also runs an atomic MongoDB-API test server (mongo-java-server's memory
@@ -13,7 +16,7 @@ state, logs and pid files under .cache/stack/ (or $STACK_DIR). What is built onc
 binary, the resolved Kafka classpath) goes to $STACK_CACHE_DIR, .cache/stack/ by default, so a
 stack with a private STACK_DIR (the fault-injection suite's) reuses it instead of rebuilding.
 
-    python3 stack/localstack.py up [--platform] [--atomic-mongo]|down|status|logs [-f]
+    python3 stack/localstack.py up [--platform] [--atomic-mongo] [--s3]|down|status|logs [-f]
     python3 stack/localstack.py env [--atomic-mongo]
     python3 stack/localstack.py kafka-topics [--describe ...]
     python3 stack/localstack.py kafka-consume --topic T [--from-beginning] [extra args]
@@ -53,11 +56,16 @@ DEFAULT_STATE = REPO_ROOT / ".cache" / "stack"
 HOST = "127.0.0.1"
 INFRASTRUCTURE = ("kafka", "ferretdb")
 ATOMIC_MONGO = "atomic-mongo"
+OBJECT_STORE = ("seaweedfs",)  # only when S3 is wanted: its first build takes minutes
 PLATFORM = ("inference-service", "executor-service")
-SERVICES = (*INFRASTRUCTURE, ATOMIC_MONGO, *PLATFORM)
+SERVICES = (*INFRASTRUCTURE, ATOMIC_MONGO, *OBJECT_STORE, *PLATFORM)
 _HAVE_PROC = Path("/proc/self/stat").exists()
 # The FerretDB binary is rebuilt whenever one of these changes.
 _GO_FILES = ("go.mod", "go.sum", "tools.go", "patches.json")
+# The SeaweedFS binary, whenever one of these does: they pin its version and checksum.
+_SEAWEEDFS_FILES = ("go.mod", "go.sum")
+# The S3 image store's bucket on the local stack (IMAGE_STORE_S3_BUCKET's default).
+S3_BUCKET = "inference-images"
 
 KAFKA_HEAP = ["-Xms256m", "-Xmx768m"]
 # Every test database lives in this heap until the test drops it.
@@ -98,6 +106,10 @@ class Config:
     executor_port: int = 8081
     cache: Path = DEFAULT_STATE
     atomic_mongo_port: int = 27018
+    # SeaweedFS's S3 port; its other servers listen on the ten ports above it.
+    s3_port: int = 8333
+    # Whether `up` starts SeaweedFS, and the platform services put images there.
+    s3: bool = False
 
     @classmethod
     def from_env(cls) -> Self:
@@ -113,6 +125,8 @@ class Config:
             executor_port=_env_int("EXECUTOR_HTTP_PORT", 8081),
             cache=Path(cache).resolve(),
             atomic_mongo_port=_env_int("STACK_ATOMIC_MONGO_PORT", 27018),
+            s3_port=_env_int("STACK_S3_PORT", 8333),
+            s3=os.environ.get("STACK_S3", "") not in ("", "0"),
         )
 
     @property
@@ -130,6 +144,9 @@ class Config:
     @property
     def atomic_mongodb_uri(self) -> str:
         return f"mongodb://{HOST}:{self.atomic_mongo_port}/"
+
+    def s3_endpoint(self) -> str:
+        return f"http://{HOST}:{self.s3_port}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -557,10 +574,10 @@ def _kafka_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
 # ---------------------------------------------------------------- FerretDB
 
 
-def _go(args: list[str], cwd: Path, log: Path, what: str) -> str:
+def _go(args: list[str], cwd: Path, log: Path, what: str, toolchain: str = "local") -> str:
     # GOFLAGS from the caller's shell (e.g. -mod=vendor) would change what is built;
     # GOTOOLCHAIN=local stops Go from downloading another toolchain.
-    env = {**os.environ, "GOFLAGS": "", "GOTOOLCHAIN": "local"}
+    env = {**os.environ, "GOFLAGS": "", "GOTOOLCHAIN": toolchain}
     return _run_logged([_tool("go"), *args], log, what, cwd=cwd, env=env)
 
 
@@ -682,6 +699,176 @@ def _atomic_mongo_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
     return [*argv, HOST, str(cfg.atomic_mongo_port)], {}
 
 
+# ---------------------------------------------------------------- SeaweedFS (S3)
+
+# SeaweedFS needs a newer Go than FerretDB (its go.mod says which); "auto" lets an older Go
+# fetch that toolchain from the Go module proxy, as a module, checked against the checksum DB.
+_SEAWEEDFS_TOOLCHAIN = "auto"
+
+
+def _seaweedfs_source(cfg: Config, log: Path) -> Path:
+    """A writable copy of SeaweedFS's module source, in which the build runs as the main module.
+
+    Built as a dependency (as FerretDB is), Go would ignore the `replace` directives of
+    SeaweedFS's go.mod, and the build needs them. stack/seaweedfs/go.sum pins the module's own
+    checksum; the copy's go.sum, those of all its dependencies.
+    """
+    src = STACK_SRC / "seaweedfs"
+    args = ["mod", "download", "-json", "github.com/seaweedfs/seaweedfs"]
+    info = json.loads(_go(args, src, log, "downloading SeaweedFS", _SEAWEEDFS_TOOLCHAIN))
+    copy = cfg.cache / "seaweedfs-build" / f"src-{info['Version']}"
+    if not (copy / "go.mod").exists():
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(info["Dir"], copy, copy_function=shutil.copyfile)
+        for folder, _, _ in os.walk(copy):
+            os.chmod(folder, 0o755)  # copytree kept the module cache's read-only folders
+    return copy
+
+
+def seaweedfs_binary(cfg: Config, build: bool = True) -> Path | None:
+    """The SeaweedFS binary, built once per version of stack/seaweedfs/; without `build`,
+    None when it has not been built yet."""
+    src = STACK_SRC / "seaweedfs"
+    binary = cfg.cache / "bin" / f"weed-{_digest(*(src / f for f in _SEAWEEDFS_FILES))}"
+    if binary.exists() or not build:
+        return binary if binary.exists() else None
+    with _building(cfg):
+        if not binary.exists():
+            _build_seaweedfs(cfg, binary)
+    return binary
+
+
+def _build_seaweedfs(cfg: Config, binary: Path) -> None:
+    _tool("go")
+    _say("building SeaweedFS from the Go module proxy (first run: many minutes on 2 cores)...")
+    log = cfg.logs / "seaweedfs-build.log"
+    started = time.monotonic()
+    copy = _seaweedfs_source(cfg, log)
+    tmp = binary.with_suffix(".tmp")
+    # -s -w: no symbol tables or DWARF, which would double the binary's size.
+    args = ["build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", str(tmp), "./weed"]
+    _go(args, copy, log, "building SeaweedFS", _SEAWEEDFS_TOOLCHAIN)
+    tmp.replace(binary)
+    size_mb = binary.stat().st_size / 1e6
+    _say(f"SeaweedFS built in {time.monotonic() - started:.0f} s ({size_mb:.0f} MB)")
+    shutil.rmtree(copy, ignore_errors=True)  # 150 MB of source; the module cache keeps it
+    for old in binary.parent.glob("weed-*"):
+        if old != binary:
+            old.unlink()
+
+
+def s3_credentials(cfg: Config) -> tuple[str, str]:
+    """The access key and secret of the local S3 server's one identity, made once per state
+    directory: the server checks every request's signature, as AWS does."""
+    path = cfg.state / "seaweedfs" / "s3.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        identity = {
+            "name": "localstack",
+            "credentials": [
+                {"accessKey": secrets.token_hex(10), "secretKey": secrets.token_hex(20)}
+            ],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"identities": [identity]}, indent=2))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    credentials = json.loads(path.read_text())["identities"][0]["credentials"][0]
+    return credentials["accessKey"], credentials["secretKey"]
+
+
+def s3_env(cfg: Config) -> dict[str, str]:
+    """What a client of the local S3 server needs: the image-store settings and the standard
+    AWS variables."""
+    access_key, secret_key = s3_credentials(cfg)
+    return {
+        "IMAGE_STORE_S3_ENDPOINT": cfg.s3_endpoint,
+        "IMAGE_STORE_S3_BUCKET": S3_BUCKET,
+        "AWS_ACCESS_KEY_ID": access_key,
+        "AWS_SECRET_ACCESS_KEY": secret_key,
+        "AWS_REGION": "us-east-1",
+    }
+
+
+def _seaweedfs_ports(cfg: Config) -> dict[str, int]:
+    """Every port SeaweedFS listens on, fixed, so that none collides with the stack's others
+    (its own defaults include 8080 and 8888) or falls in the ephemeral range."""
+    names = ("s3", "master", "volume", "filer")
+    http = {name: cfg.s3_port + offset for offset, name in enumerate(names)}
+    grpc = {f"{name}.grpc": cfg.s3_port + 10 + offset for offset, name in enumerate(names)}
+    return {**http, **grpc}
+
+
+def _seaweedfs_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    binary = seaweedfs_binary(cfg)
+    assert binary is not None
+    (cfg.state / "seaweedfs" / "data").mkdir(parents=True, exist_ok=True)
+    s3_credentials(cfg)
+    return seaweedfs_argv(cfg, binary), {}
+
+
+def seaweedfs_argv(cfg: Config, binary: Path) -> list[str]:
+    """`weed server` with a master, a volume server, a filer and the S3 gateway, all on
+    127.0.0.1 and on the ports of _seaweedfs_ports, and nothing else."""
+    state = cfg.state / "seaweedfs"
+    data = state / "data"
+    port = _seaweedfs_ports(cfg)
+    return [
+        str(binary),
+        "-logtostderr",
+        "server",
+        f"-ip={HOST}",
+        f"-ip.bind={HOST}",
+        f"-dir={data}",
+        f"-master.port={port['master']}",
+        f"-master.port.grpc={port['master.grpc']}",
+        # Small volumes, as many as the disk holds: every bucket is a collection of its own.
+        "-master.volumeSizeLimitMB=128",
+        "-volume.max=0",
+        # No anonymous usage reports; should that ever change, to a closed loopback port.
+        "-master.telemetry=false",
+        "-master.telemetry.url=http://127.0.0.1:9/",
+        f"-volume.port={port['volume']}",
+        f"-volume.port.grpc={port['volume.grpc']}",
+        "-filer",
+        f"-filer.port={port['filer']}",
+        f"-filer.port.grpc={port['filer.grpc']}",
+        f"-filer.localSocket={state / 'filer.sock'}",
+        "-s3",
+        f"-s3.port={port['s3']}",
+        f"-s3.port.grpc={port['s3.grpc']}",
+        f"-s3.localSocket={state / 's3.sock'}",
+        f"-s3.config={state / 's3.json'}",
+        # Neither the Iceberg catalog nor the Lance namespace server: ports we do not need.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ]
+
+
+def _http_status(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=2) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as error:
+        return int(error.code), b""
+    except (OSError, urllib.error.URLError):
+        return 0, b""
+
+
+def seaweedfs_ready(cfg: Config) -> bool:
+    """The S3 gateway answers and a volume server has joined the master: writes can land."""
+    port = _seaweedfs_ports(cfg)
+    if _http_status(port["s3"], "/healthz")[0] != 200:
+        return False
+    code, body = _http_status(port["master"], "/dir/status")
+    if code != 200:
+        return False
+    with contextlib.suppress(ValueError):
+        return bool(json.loads(body).get("Topology", {}).get("DataCenters"))
+    return False
+
+
 # ---------------------------------------------------------------- platform services
 
 
@@ -706,7 +893,11 @@ def _platform_prepare(cfg: Config, name: str) -> tuple[list[str], dict[str, str]
         "OPENAPI_DIR": str(REPO_ROOT / "openapi"),
         "SERVICE_PORT": str(cfg.api_port),
         "EXECUTOR_HTTP_PORT": str(cfg.executor_port),
+        # Both services see the same image store: this directory, or the local S3 server.
+        "IMAGE_STORE_DIR": str(cfg.state / "images"),
     }
+    if cfg.s3:
+        env |= {"IMAGE_STORE": "s3", **s3_env(cfg)}
     return [str(program)], env
 
 
@@ -738,6 +929,13 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: mongo_ready(cfg.atomic_mongo_port),
         prepare=lambda: _atomic_mongo_prepare(cfg),
     )
+    seaweedfs = Service(
+        name="seaweedfs",
+        ports=dict.fromkeys(_seaweedfs_ports(cfg).values(), "STACK_S3_PORT"),
+        address=cfg.s3_endpoint,
+        probe=lambda: seaweedfs_ready(cfg),
+        prepare=lambda: _seaweedfs_prepare(cfg),
+    )
     api = Service(
         name="inference-service",
         ports={cfg.api_port: "SERVICE_PORT"},
@@ -752,7 +950,7 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: http_ready(cfg.executor_port),
         prepare=lambda: _platform_prepare(cfg, "executor-service"),
     )
-    services = (kafka, ferretdb, atomic_mongo, api, executor)
+    services = (kafka, ferretdb, atomic_mongo, seaweedfs, api, executor)
     return {svc.name: svc for svc in services}
 
 
@@ -807,16 +1005,29 @@ def up(
 ) -> dict[str, ServiceStatus]:
     """Starts whatever is not running, then waits until every service answers.
 
-    Kafka and FerretDB always, the atomic MongoDB-API server with `atomic_mongo`; with
-    `platform`, then the job service and an executor (on FerretDB).
+    Kafka and FerretDB always, the atomic MongoDB-API server with `atomic_mongo`, SeaweedFS
+    with `cfg.s3`; with `platform`, then the job service and an executor.
     """
     cfg = cfg or Config.from_env()
-    infrastructure = (*INFRASTRUCTURE, *((ATOMIC_MONGO,) if atomic_mongo else ()))
+    infrastructure = (
+        *INFRASTRUCTURE,
+        *((ATOMIC_MONGO,) if atomic_mongo else ()),
+        *(OBJECT_STORE if cfg.s3 else ()),
+    )
     with _locked(cfg):
         _up_group(cfg, infrastructure)
         if platform:
             _up_group(cfg, PLATFORM)  # after the infrastructure: they connect at start
     return status(cfg, (*infrastructure, *(PLATFORM if platform else ())))
+
+
+def up_s3(cfg: Config | None = None) -> ServiceStatus:
+    """Starts SeaweedFS alone (built on first use), for tests whose Kafka and MongoDB were
+    given to them rather than started here."""
+    cfg = cfg or Config.from_env()
+    with _locked(cfg):
+        _up_group(cfg, OBJECT_STORE)
+    return status(cfg, OBJECT_STORE)["seaweedfs"]
 
 
 def _up_group(cfg: Config, names: tuple[str, ...]) -> None:
@@ -913,6 +1124,10 @@ def _print_status(cfg: Config) -> None:
 def _print_env(cfg: Config, atomic_mongo: bool) -> None:
     print(f"KAFKA_BOOTSTRAP_SERVERS={cfg.kafka_bootstrap}")
     print(f"MONGODB_URI={cfg.atomic_mongodb_uri if atomic_mongo else cfg.mongodb_uri}")
+    if cfg.s3 or _running_pid(cfg, "seaweedfs") is not None:
+        print("IMAGE_STORE=s3")
+        for name, value in s3_env(cfg).items():
+            print(f"{name}={value}")
 
 
 def _show_logs(cfg: Config, lines: int, follow: bool) -> None:
@@ -973,12 +1188,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     atomic_help = "also the atomic MongoDB-API test server (in memory, no durability)"
     start.add_argument("--atomic-mongo", action="store_true", help=atomic_help)
+    start.add_argument(
+        "--s3",
+        action="store_true",
+        help="SeaweedFS too (built on first use), and the platform's images on it (STACK_S3=1)",
+    )
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show each service, its pid and address")
     logs = sub.add_parser("logs", help="tail the services' logs")
     logs.add_argument("-n", "--lines", type=int, default=40)
     logs.add_argument("-f", "--follow", action="store_true")
-    env = sub.add_parser("env", help="print KAFKA_BOOTSTRAP_SERVERS and MONGODB_URI")
+    env = sub.add_parser(
+        "env", help="print KAFKA_BOOTSTRAP_SERVERS, MONGODB_URI (and the S3 settings)"
+    )
     env.add_argument(
         "--atomic-mongo", action="store_true", help="MONGODB_URI of the atomic test server"
     )
@@ -990,7 +1212,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dispatch(cfg: Config, ns: argparse.Namespace) -> int:
     if ns.command == "up":
-        up(cfg, platform=ns.platform, atomic_mongo=ns.atomic_mongo)
+        up(
+            dataclasses.replace(cfg, s3=cfg.s3 or ns.s3),
+            platform=ns.platform,
+            atomic_mongo=ns.atomic_mongo,
+        )
         _print_status(cfg)
     elif ns.command == "down":
         down(cfg)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from pymongo import MongoClient
 from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
+from tests.integration.s3 import BUILD_HINT, S3Server, asked_for, given_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +94,31 @@ def containers_env() -> Iterator[dict[str, str]]:
         }
 
 
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """An S3-compatible server with the image bucket: IMAGE_STORE_S3_ENDPOINT's when set (the
+    AWS variables hold its credentials), otherwise the local stack's SeaweedFS, started here
+    (stack/localstack.py up --s3 starts it by hand). Its first build takes minutes, so it is
+    built only when TEST_S3=1 asks for it; else the tests that need it skip, saying so."""
+    server = given_server()
+    if server is not None:
+        server.create_bucket()
+        yield server
+        return
+    localstack = load_localstack()
+    cfg = localstack.Config.from_env()
+    if localstack.seaweedfs_binary(cfg, build=False) is None and not asked_for():
+        pytest.skip(BUILD_HINT)
+    localstack.up_s3(cfg)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in localstack.s3_env(cfg).items():
+            if name.startswith("AWS_"):  # boto3 reads these; the settings are per test
+                patch.setenv(name, value)
+        server = S3Server(cfg.s3_endpoint, localstack.S3_BUCKET)
+        server.create_bucket()
+        yield server
+
+
 @pytest.fixture
 def isolated_env(
     stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
@@ -107,10 +134,14 @@ def isolated_env(
         "MONGODB_DATABASE": f"test_{suffix}",
         "ASSETS_CACHE_DIR": str(ROOT / ".cache" / "assets"),
         "ASSETS_MANIFEST": str(ROOT / "assets" / "manifest.toml"),
+        # The filesystem image store (the default): one root per test, shared with the
+        # services a test starts in subprocesses.
+        "IMAGE_STORE_DIR": str(ROOT / ".cache" / "test-images" / suffix),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield env
+    shutil.rmtree(env["IMAGE_STORE_DIR"], ignore_errors=True)
     settings = CommonSettings()
     client = sync_client(settings)
     try:

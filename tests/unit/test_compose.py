@@ -61,3 +61,25 @@ def test_executors_scale_as_replicas_within_the_partitions() -> None:
     default = CommonSettings.model_fields["topic_partitions"].default
     platform_partitions = int(executor["environment"].get("TOPIC_PARTITIONS", default))
     assert executor["deploy"]["replicas"] <= min(partitions, platform_partitions)
+
+
+def test_the_job_service_and_every_executor_share_the_filesystem_image_store() -> None:
+    for name in ("inference-service", "executor-service"):
+        env = SERVICES[name]["environment"]
+        assert f"images:{env['IMAGE_STORE_DIR']}" in SERVICES[name]["volumes"]
+    assert "images" in COMPOSE["volumes"]
+
+
+def test_the_object_store_is_an_option_on_the_official_seaweedfs_image() -> None:
+    seaweedfs = SERVICES["seaweedfs"]
+    assert seaweedfs["image"].startswith("chrislusf/seaweedfs:")
+    assert seaweedfs["profiles"] == ["s3"]  # off unless asked for
+    assert "-master.telemetry=false" in seaweedfs["command"]
+    assert "-s3" in seaweedfs["command"]
+    env = SERVICES["executor-service"]["environment"]
+    assert env["IMAGE_STORE_S3_ENDPOINT"] == "http://seaweedfs:8333"
+    # The same standard AWS variables on both sides: SeaweedFS's admin, the platform's client.
+    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert seaweedfs["environment"][variable] == env[variable]
+    # No platform service waits for it: a profile that is off would break `up`.
+    assert all("seaweedfs" not in s.get("depends_on", {}) for s in SERVICES.values())

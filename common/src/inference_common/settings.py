@@ -1,9 +1,16 @@
 """Settings shared by every service, read from the environment (defaults: the local stack)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# What the S3 image store's claim checks may hold (inference_common.image_stores.keys): a
+# bucket name as S3 allows it, and a prefix of folders ending with `/`, none of them `.` or `..`
+# (claim checks end with the key's own path, found after the prefix's last slash).
+S3_BUCKET_PATTERN = r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]"
+S3_PREFIX_PATTERN = r"(?:[A-Za-z0-9!_*()-][A-Za-z0-9!_.*()-]*/)*"
 
 
 class CommonSettings(BaseSettings):
@@ -46,9 +53,22 @@ class CommonSettings(BaseSettings):
     # the network when set.
     assets_mirror: Path | None = None
 
+    # Where image bytes live (inference_common.image_stores): the job service puts new images
+    # in this store; readers pick the store by each claim check's scheme, whatever this says.
+    image_store: Literal["filesystem", "mongodb", "s3"] = "filesystem"
+    # The filesystem store's root: every process that reads images must see the same directory.
+    image_store_dir: Path = Path(".cache/images")
+    # The S3 store; credentials and region only by the standard AWS variables.
+    image_store_s3_bucket: str = Field(
+        default="inference-images", pattern=rf"^{S3_BUCKET_PATTERN}$"
+    )
+    image_store_s3_prefix: str = Field(default="", pattern=rf"^{S3_PREFIX_PATTERN}$")
+    # An S3-compatible server's URL; unset: AWS (or AWS_ENDPOINT_URL_S3 when that is set).
+    image_store_s3_endpoint: str | None = None
+
     log_level: str = "INFO"
 
-    @field_validator("assets_mirror", "replica_id", mode="before")
+    @field_validator("assets_mirror", "replica_id", "image_store_s3_endpoint", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # `ASSETS_MIRROR=` (as make exports it when ../shared is absent) means no mirror.

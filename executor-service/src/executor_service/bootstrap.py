@@ -24,6 +24,7 @@ from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
 from inference_common.contracts import EventSchemas
+from inference_common.image_stores import open_image_store
 from inference_common.kafka import consumer_config, ensure_topics, producer_config, static_member
 from inference_common.mongo import sync_client
 from inference_common.replica import ReplicaSlot
@@ -64,9 +65,9 @@ class Executor:
                 },
             )
         )
-        images = StoredImages(
-            self._mongo[settings.mongodb_database], settings.executor_image_read_attempts
-        )
+        # Reads by each claim check's scheme; shares this process's MongoDB client.
+        self._image_stores = open_image_store(settings, mongo=self._mongo)
+        images = StoredImages(self._image_stores, settings.executor_image_read_attempts)
         context = ExecutionContext(
             executor=self.executor,
             images=images,
@@ -107,6 +108,7 @@ class Executor:
             return self.service.run()
         finally:
             self.health.stop()
+            self._image_stores.close()
             self._mongo.close()
             self.replica.close()
 

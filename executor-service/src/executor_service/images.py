@@ -1,24 +1,23 @@
-"""Reading a job's image by its claim check (`blob://<collection>/<id>`) and checking it."""
+"""Reading a job's image by its claim check, from the store its scheme names, and checking it."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import time
-from typing import Any, Protocol
-
-from bson import ObjectId
-from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, PyMongoError
+from typing import Protocol
 
 from executor_service.errors import ErrorCode, JobFailure
 from executor_service.jobs import ImageRef
-from inference_common.image_refs import parse_image_uri
+from inference_common.image_store import (
+    ImageCorrupt,
+    ImageMissing,
+    ImageStore,
+    ImageStoreError,
+    ImageStoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
-
-# Errors worth another attempt: the server or the network, not the request.
-_TRANSIENT = (ConnectionFailure, ExecutionTimeout)
 
 
 class ImageSource(Protocol):
@@ -26,22 +25,19 @@ class ImageSource(Protocol):
 
 
 class StoredImages:
-    """Images the job service stored, one document each, read by `_id` (see image_refs)."""
+    """Images the job service stored, read through the image-store port (inference_common
+    .image_stores): a store that does not answer is tried again, with a growing pause."""
 
-    def __init__(self, database: Database[Any], attempts: int = 3, backoff_s: float = 0.2) -> None:
-        self._database = database
+    def __init__(self, store: ImageStore, attempts: int = 3, backoff_s: float = 0.2) -> None:
+        self._store = store
         self._attempts = attempts
         self._backoff_s = backoff_s
 
     def read(self, uri: str, max_bytes: int) -> bytes:
-        try:
-            collection, image_id = parse_image_uri(uri)
-        except ValueError as exc:
-            raise JobFailure(ErrorCode.INVALID_REQUEST, str(exc)) from exc
         for attempt in range(1, self._attempts + 1):
             try:
-                return self._load(collection, image_id, max_bytes)
-            except _TRANSIENT as exc:
+                data = self._load(uri)
+            except ImageStoreUnavailable as exc:
                 if attempt == self._attempts:
                     raise JobFailure(
                         ErrorCode.IMAGE_UNREADABLE,
@@ -50,24 +46,29 @@ class StoredImages:
                     ) from exc
                 log.warning("image store error, retrying", extra={"error": str(exc)})
                 time.sleep(self._backoff_s * 2 ** (attempt - 1))
+                continue
+            if len(data) > max_bytes:
+                raise JobFailure(
+                    ErrorCode.IMAGE_UNREADABLE,
+                    f"image of {len(data)} bytes exceeds the limit of {max_bytes}",
+                )
+            return data
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _load(self, collection: str, image_id: str, max_bytes: int) -> bytes:
+    def _load(self, uri: str) -> bytes:
+        """The checked bytes; a JobFailure for what another attempt would not change."""
         try:
-            document = self._database[collection].find_one({"_id": ObjectId(image_id)})
-        except _TRANSIENT:
+            return self._store.get(uri)
+        except ValueError as exc:
+            raise JobFailure(ErrorCode.INVALID_REQUEST, str(exc)) from exc
+        except ImageMissing as exc:
+            raise JobFailure(ErrorCode.IMAGE_MISSING, str(exc)) from exc
+        except ImageCorrupt as exc:
+            raise JobFailure(ErrorCode.IMAGE_CHECKSUM_MISMATCH, str(exc)) from exc
+        except ImageStoreUnavailable:
             raise
-        except PyMongoError as exc:  # e.g. authorisation: retrying will not help
-            raise JobFailure(ErrorCode.IMAGE_UNREADABLE, f"image {image_id}: {exc}") from exc
-        if document is None:
-            raise JobFailure(ErrorCode.IMAGE_MISSING, f"no image {image_id} in {collection}")
-        data = bytes(document["data"])
-        if len(data) > max_bytes:
-            raise JobFailure(
-                ErrorCode.IMAGE_UNREADABLE,
-                f"image of {len(data)} bytes exceeds the limit of {max_bytes}",
-            )
-        return data
+        except ImageStoreError as exc:  # e.g. access denied: another attempt will not help
+            raise JobFailure(ErrorCode.IMAGE_UNREADABLE, str(exc)) from exc
 
 
 def verify(data: bytes, image: ImageRef) -> None:

@@ -44,7 +44,8 @@ class ExecutorSettings(CommonSettings):
     executor_max_image_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     # JPEG DCT scaling while decoding (Image.draft): ~3x faster decode for large photos.
     executor_jpeg_draft: bool = True
-    # Transient MongoDB errors are retried this many times before the job fails (retryable).
+    # An image store that does not answer (MongoDB, S3, a network disk) is tried this many
+    # times before the job fails (retryable).
     executor_image_read_attempts: int = Field(default=3, ge=1)
 
     @property

@@ -15,16 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bson import ObjectId
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from executor_service.bootstrap import Executor
 from executor_service.settings import ExecutorSettings
 from inference_common.events import KafkaRecord
-from inference_common.image_refs import IMAGE_COLLECTION, image_document, image_uri
+from inference_common.image_store import ImageKey
+from inference_common.image_stores import open_image_store
 from inference_common.kafka import client_config, consumer_config, producer_config
-from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
 from tests.contracts import validate_kafka_event
 from tests.unit.executor.builders import execution_requested
@@ -34,17 +33,17 @@ IMAGES = ROOT / ".cache" / "assets" / "images"
 
 
 def store_image(settings: CommonSettings, data: bytes) -> dict[str, Any]:
-    """Store bytes as the job service does; the ImageRef of an execution request."""
-    image_id = ObjectId()
-    client = sync_client(settings)
+    """Store bytes as the job service does, in the store IMAGE_STORE names; the ImageRef of an
+    execution request."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    stores = open_image_store(settings)
     try:
-        document = image_document(image_id, data, "image/jpeg", "test")
-        client[settings.mongodb_database][IMAGE_COLLECTION].insert_one(document)
+        uri = stores.put(ImageKey(sha256, uuid.uuid4().hex), data, "image/jpeg")
     finally:
-        client.close()
+        stores.close()
     return {
-        "uri": image_uri(IMAGE_COLLECTION, str(image_id)),
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "uri": uri,
+        "sha256": sha256,
         "size": len(data),
         "media_type": "image/jpeg",
         "width": 1,
