@@ -145,6 +145,7 @@ class Config:
     def atomic_mongodb_uri(self) -> str:
         return f"mongodb://{HOST}:{self.atomic_mongo_port}/"
 
+    @property
     def s3_endpoint(self) -> str:
         return f"http://{HOST}:{self.s3_port}"
 
