@@ -17,7 +17,7 @@ from typing import Any
 
 from inference_common.events import EventType, InvalidEvent, from_record
 from inference_common.settings import CommonSettings
-from inference_service.workers.folder import header_pairs
+from inference_service.adapters.kafka import header_pairs
 from tests.integration.executor.support import topic_reader
 
 TERMINAL = frozenset({"DONE", "FAILED", "CANCELLED"})

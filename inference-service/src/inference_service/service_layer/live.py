@@ -1,32 +1,29 @@
-"""LiveEvents: one Kafka consumer feeding every server-sent-event subscriber of this replica.
+"""LiveEvents: every event of both topics, fanned out to this replica's server-sent-event
+subscribers of its job, or of its owner.
 
-It reads the jobs and results topics from their end as of start-up (manual assignment, no
-consumer group: each replica sees everything) and fans each event out to the subscribers of
-its job, or of its owner. Nothing is replayed: a client that wants the past reads the job.
+Nothing is replayed: a client that wants the past reads the job.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Final
 
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from inference_common.events import Envelope, EventType, InvalidEvent, to_envelope
-from inference_common.kafka import consume_available
-from inference_service.workers.folder import header_pairs
-from inference_service.workers.kafka_io import BlockingLane
+from inference_service.ports import Record
 
 log = logging.getLogger(__name__)
 
-_FORMAT = JSONFormat()
+_FORMAT: Final = JSONFormat()
+_REMEMBERED: Final = 10_000
 OwnerLookup = Callable[[str], Awaitable[str | None]]
 
 
@@ -94,26 +91,14 @@ class Subscription:
 
 
 class LiveEvents:
-    def __init__(
-        self,
-        consumer_config: dict[str, Any],
-        topics: list[str],
-        owner_of: OwnerLookup,
-        max_attempts: int,
-        *,
-        queue_size: int = 1000,
-        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
-    ) -> None:
-        self.consumer_config = consumer_config
-        self.topics = topics
+    def __init__(self, owner_of: OwnerLookup, max_attempts: int, *, queue_size: int = 1000):
         self.owner_of = owner_of
         self.max_attempts = max_attempts
         self.queue_size = queue_size
-        self._consumer_factory = consumer_factory
         self._subscriptions: set[Subscription] = set()
         self._owners: OrderedDict[str, str | None] = OrderedDict()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._lane = BlockingLane("live-events")
+        # Set once the feed reads the topics: before that a stream would miss events.
         self.ready = asyncio.Event()
 
     @property
@@ -133,47 +118,25 @@ class LiveEvents:
         for subscription in list(self._subscriptions):
             self.unsubscribe(subscription)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer = self._consumer_factory(self.consumer_config)
-        try:
-            while not stop.is_set() and not self.ready.is_set():
-                try:
-                    await self._lane.call(self._assign_at_end, consumer)
-                    self.ready.set()
-                except KafkaException as exc:
-                    log.warning("live events cannot reach Kafka yet: %s", exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 2.0)
-            while not stop.is_set():
-                # Each message as it comes: a batch waits, and mixes the two topics' order.
-                messages = await self._lane.call(consume_available, consumer, 500, 0.5)
-                for message in messages:
-                    await self._dispatch(message)
-        finally:
-            self.close_all()
-            await self._lane.call(consumer.close)
-            self._lane.close()
-
-    def _assign_at_end(self, consumer: Consumer) -> None:
-        """Explicit end offsets, so every event produced after start-up is seen."""
-        assignment: list[TopicPartition] = []
-        for topic in self.topics:
-            metadata = consumer.list_topics(topic, timeout=5.0).topics[topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            for partition in metadata.partitions:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=5.0
-                )
-                assignment.append(TopicPartition(topic, partition, high))
-        consumer.assign(assignment)
-
-    async def _dispatch(self, message: Message) -> None:
-        if message.error() is not None or not self._subscriptions:
+    async def dispatch(self, record: Record) -> None:
+        decoded = _decode(record)
+        if decoded is None:
             return
-        event = await self._decode(message)
-        if event is None or self._already_seen(event.id):
+        envelope, cloudevent = decoded
+        # Owners are learnt from `created` even while nobody listens, so that a later
+        # event of the job needs no lookup.
+        if envelope.type is EventType.CREATED and isinstance(envelope.data.get("owner"), str):
+            self._remember_owner(envelope.subject, envelope.data["owner"])
+        if not self._subscriptions or self._already_seen(envelope.id):
             return
+        event = LiveEvent(
+            id=envelope.id,
+            type=envelope.type.value,
+            job_id=envelope.subject,
+            owner=await self._owner(envelope.subject),
+            structured=_FORMAT.write(cloudevent).decode(),
+            ends_job_stream=ends_job_stream(envelope, self.max_attempts),
+        )
         for subscription in list(self._subscriptions):
             if subscription.job_id == event.job_id:
                 subscription.offer(event)
@@ -183,46 +146,20 @@ class LiveEvents:
             elif subscription.job_id is None and subscription.owner == event.owner:
                 subscription.offer(event)
 
-    async def _decode(self, message: Message) -> LiveEvent | None:
-        headers = {name.lower(): raw or b"" for name, raw in header_pairs(message)}
-        record = kafka_binding.KafkaMessage(
-            headers=headers, key=message.key(), value=message.value() or b""
-        )
-        try:
-            cloudevent = kafka_binding.from_kafka(record, _FORMAT)
-            envelope = to_envelope(cloudevent)
-        except (InvalidEvent, ValueError, KeyError, TypeError) as exc:
-            log.debug("live events: skipping a message that is not ours: %s", exc)
-            return None
-        except Exception as exc:  # the SDK raises several unrelated types for bad input
-            log.debug("live events: skipping an undecodable message: %s", exc)
-            return None
-        owner = await self._owner(envelope)
-        return LiveEvent(
-            id=envelope.id,
-            type=envelope.type.value,
-            job_id=envelope.subject,
-            owner=owner,
-            structured=_FORMAT.write(cloudevent).decode(),
-            ends_job_stream=ends_job_stream(envelope, self.max_attempts),
-        )
-
-    async def _owner(self, envelope: Envelope) -> str | None:
-        job_id = envelope.subject
-        if envelope.type is EventType.CREATED and isinstance(envelope.data.get("owner"), str):
-            self._remember_owner(job_id, envelope.data["owner"])
+    async def _owner(self, job_id: str) -> str | None:
         if job_id in self._owners:
             self._owners.move_to_end(job_id)
             return self._owners[job_id]
         if not any(s.job_id is None for s in self._subscriptions):
             return None
         owner = await self.owner_of(job_id)
-        self._remember_owner(job_id, owner)
+        if owner is not None:  # an unknown job may yet be written: ask again next time
+            self._remember_owner(job_id, owner)
         return owner
 
-    def _remember_owner(self, job_id: str, owner: str | None) -> None:
+    def _remember_owner(self, job_id: str, owner: str) -> None:
         self._owners[job_id] = owner
-        while len(self._owners) > 10_000:
+        while len(self._owners) > _REMEMBERED:
             self._owners.popitem(last=False)
 
     def _already_seen(self, event_id: str) -> bool:
@@ -230,6 +167,19 @@ class LiveEvents:
         if event_id in self._seen:
             return True
         self._seen[event_id] = None
-        while len(self._seen) > 10_000:
+        while len(self._seen) > _REMEMBERED:
             self._seen.popitem(last=False)
         return False
+
+
+def _decode(record: Record) -> tuple[Envelope, BaseCloudEvent] | None:
+    headers = {name.lower(): raw or b"" for name, raw in record.headers}
+    message = kafka_binding.KafkaMessage(headers=headers, key=record.key, value=record.value or b"")
+    try:
+        cloudevent = kafka_binding.from_kafka(message, _FORMAT)
+        return to_envelope(cloudevent), cloudevent
+    except (InvalidEvent, ValueError, KeyError, TypeError) as exc:
+        log.debug("live events: skipping a message that is not ours: %s", exc)
+    except Exception as exc:  # the SDK raises several unrelated types for bad input
+        log.debug("live events: skipping an undecodable message: %s", exc)
+    return None
