@@ -7,7 +7,7 @@ for memory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -149,7 +149,9 @@ class RecordSource(Protocol):
 class GroupRecords(RecordSource, Protocol):
     """A consumer-group member's records: offsets committed once they are applied."""
 
-    async def commit(self, records: Sequence[Record]) -> None: ...
+    async def commit(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Commit each (topic, partition)'s next offset to read."""
+        ...
 
     async def rewind(self, records: Sequence[Record]) -> None:
         """Read these again (each partition from its first one here)."""

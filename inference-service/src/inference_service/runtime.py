@@ -163,6 +163,7 @@ class Runtime:
                     consumer_config(settings, settings.folder_group_id), settings.topic_results
                 ),
                 batch_size=settings.folder_batch_size,
+                linger=settings.folder_linger_ms / 1000,
             )
             self._spawn("result-folder", lambda: folder.run(self._stop))
         if settings.run_sweeper:

@@ -47,6 +47,8 @@ class ServiceSettings(CommonSettings):
 
     folder_group_id: str = "inference-service-folder"
     folder_batch_size: int = Field(default=200, ge=1)
+    # A `started` waits this long for its job's outcome, so both are folded in one write.
+    folder_linger_ms: int = Field(default=50, ge=0)
 
     # POST /mnist/classify and /models/{model}/classify wait this long for the job (504 after).
     classify_timeout_seconds: float = Field(default=10.0, gt=0)

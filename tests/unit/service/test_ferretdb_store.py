@@ -136,6 +136,7 @@ def test_conditions_are_checked_on_the_document_it_wrote_without_reading_it() ->
         pending = await jobs.pending_outboxes(10)
         assert [len(o.events) for o in pending] == [3]
         await jobs.remove_delivered("j3", pending[0].events)
+        assert await jobs.get("j3") == stale.after
         assert collection.reads == 0  # all of it from what this process wrote
         assert collection.documents["j3"]["outbox"] == []
 

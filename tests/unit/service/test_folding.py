@@ -8,7 +8,7 @@ from typing import Any
 from inference_common.events import EventType
 from inference_service.domain.job import Job
 from inference_service.domain.lifecycle import JobStatus
-from inference_service.service_layer.folding import Outcome
+from inference_service.service_layer.folding import Outcome, positions, unanswered_starts
 from tests.unit.service.builders import new_job, raw_record, record
 from tests.unit.service.fakes import Wired, wire
 
@@ -70,3 +70,18 @@ def test_poison_goes_to_the_dead_letters_and_unknown_jobs_change_nothing() -> No
     assert len(wired.dead_letters.sent) == 1
     assert wired.folding.counts[Outcome.DEAD_LETTERED] == 1
     assert wired.folding.counts[Outcome.IGNORED] == 1
+
+
+def test_a_lone_started_is_held_and_the_offsets_stop_before_it() -> None:
+    wired = wire()
+    _a, request_a = queued(wired)
+    _b, request_b = queued(wired)
+    started_a = record(EventType.STARTED, request_a)
+    started_b, completed_b = (
+        record(EventType.STARTED, request_b),
+        record(EventType.COMPLETED, request_b),
+    )
+    batch = [started_a, started_b, completed_b]
+    assert unanswered_starts(batch) == [started_a]  # b's outcome is here already
+    assert positions(batch, [started_a]) == {("results", 0): started_a.offset}
+    assert positions(batch, []) == {("results", 0): completed_b.offset + 1}

@@ -9,6 +9,8 @@ evaluates anything else in Go over every document (docs/architecture.md). So her
 - every write of one document holds that document's lock in this process, which makes it
   atomic again, and goes by `_id` alone; its other conditions are checked here, against the
   document as this process last wrote it (or read by `_id` when it does not know it);
+- a read of a document this process wrote is answered from what it wrote: no other writer
+  can have changed it since;
 - the relay's and the sweeper's questions (which jobs have events to publish, which are past
   their deadline) are answered from this process's own writes, after one scan at start.
 
@@ -135,6 +137,11 @@ class CheckedDocuments:
     async def find_one(
         self, doc_id: str, projection: Mapping[str, int] | None = None
     ) -> Document | None:
+        """The document as this process last wrote it (no other writer has written since),
+        else read by `_id`."""
+        known = self._known.get(doc_id)
+        if known is not None:
+            return _projected(known, projection)
         return await self.inner.find_one(doc_id, projection)
 
     async def find(
@@ -207,6 +214,17 @@ class CheckedDocuments:
             if self.open_jobs is not None:
                 self.open_jobs.doubtful.add(doc_id)
             raise
+
+
+def _projected(document: Document, projection: Mapping[str, int] | None) -> Document:
+    """A copy with MongoDB's projection applied: all exclusions, or inclusions plus `_id`."""
+    if not projection:
+        return dict(document)
+    if not any(projection.values()):
+        return {name: value for name, value in document.items() if name not in projection}
+    return {
+        name: value for name, value in document.items() if name == "_id" or projection.get(name)
+    }
 
 
 def _split(query: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

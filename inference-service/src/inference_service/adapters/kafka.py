@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
 
@@ -160,12 +160,12 @@ class KafkaGroupConsumer:
         messages = await self._lane.call(consume_available, self._consumer, max_records, timeout)
         return _records(messages)
 
-    async def commit(self, records: Sequence[Record]) -> None:
-        """Commit past these records; a failed commit only means they are folded again."""
+    async def commit(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """A failed commit only means the records are folded again."""
         consumer = self._consumer
-        if consumer is None or not records:
+        if consumer is None or not positions:
             return
-        offsets = [TopicPartition(r.topic, r.partition, r.offset + 1) for r in records]
+        offsets = [TopicPartition(t, p, offset) for (t, p), offset in positions.items()]
         try:
             await self._lane.call(consumer.store_offsets, offsets=offsets)
             await self._lane.call(consumer.commit, asynchronous=False)

@@ -170,3 +170,30 @@ def _log_fold(envelope: Envelope, entered: JobStatus | None) -> None:
 
 def _time(value: str) -> datetime:
     return as_utc(datetime.fromisoformat(value))
+
+
+def unanswered_starts(records: Sequence[Record]) -> list[Record]:
+    """The `started` events with nothing after them for their job here: worth holding a
+    moment, so that the job's outcome, usually milliseconds behind, is folded in the same
+    write (binary mode tells the type by header, without decoding)."""
+    last: dict[bytes | None, Record] = {}
+    for record in records:
+        last[record.key] = record
+    return [
+        record
+        for record in last.values()
+        if dict(record.headers).get("ce_type") == EventType.STARTED.value.encode()
+    ]
+
+
+def positions(records: Sequence[Record], held: Sequence[Record]) -> dict[tuple[str, int], int]:
+    """Per partition, the next offset to read once `records` but `held` are folded: up to
+    the first held record, or past the last one."""
+    found: dict[tuple[str, int], int] = {}
+    for record in records:
+        place = (record.topic, record.partition)
+        found[place] = max(found.get(place, 0), record.offset + 1)
+    for record in held:
+        place = (record.topic, record.partition)
+        found[place] = min(found[place], record.offset)
+    return found

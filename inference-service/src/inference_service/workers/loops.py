@@ -15,8 +15,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from inference_service.ports import BusError, GroupRecords, LeaseStore, RecordSource, StoreError
-from inference_service.service_layer.folding import ResultFolding
+from inference_service.ports import (
+    BusError,
+    GroupRecords,
+    LeaseStore,
+    Record,
+    RecordSource,
+    StoreError,
+)
+from inference_service.service_layer.folding import ResultFolding, positions, unanswered_starts
 from inference_service.service_layer.live import LiveEvents
 from inference_service.service_layer.relaying import OutboxRelaying
 from inference_service.service_layer.sweeping import DeadlineSweeping
@@ -104,7 +111,8 @@ class RelayLoop:
 
 
 class FolderLoop:
-    """Results in batches; offsets committed only once the batch is folded."""
+    """Results in batches; offsets committed only once folded. A lone `started` is held for
+    up to `linger` seconds for its job's outcome: one write for both."""
 
     def __init__(
         self,
@@ -112,29 +120,41 @@ class FolderLoop:
         results: GroupRecords,
         *,
         batch_size: int,
+        linger: float,
         poll_timeout: float = 0.5,
         retry_backoff: float = 1.0,
     ) -> None:
         self.folding = folding
         self.results = results
         self.batch_size = batch_size
+        self.linger = linger
         self.poll_timeout = poll_timeout
         self.retry_backoff = retry_backoff
 
     async def run(self, stop: asyncio.Event) -> None:
+        held: list[Record] = []
+        held_until = 0.0
         try:
             while not stop.is_set():
-                records = await self.results.next_batch(self.batch_size, self.poll_timeout)
+                wait = max(0.0, held_until - time.monotonic()) if held else self.poll_timeout
+                records = held + await self.results.next_batch(self.batch_size, wait)
                 if not records:
                     continue
+                expired = bool(held) and time.monotonic() >= held_until
+                holding = [] if expired or not self.linger else unanswered_starts(records)
+                waiting = {id(record) for record in holding}
                 try:
-                    await self.folding.fold(records)
+                    await self.folding.fold([r for r in records if id(r) not in waiting])
                 except (StoreError, BusError) as exc:
                     log.warning("cannot fold %s now (%s); will retry", records[0].where, exc)
                     await self.results.rewind(records)
+                    held = []
                     await sleep_or_stop(stop, self.retry_backoff)
                     continue
-                await self.results.commit(records)
+                await self.results.commit(positions(records, holding))
+                if holding and not held:
+                    held_until = time.monotonic() + self.linger
+                held = holding
         finally:
             await self.results.close()
             await self.folding.dead_letters.close()
