@@ -18,7 +18,7 @@ from cloudevents.core.bindings import kafka as kafka_binding
 from cloudevents.core.formats.json import JSONFormat
 
 from inference_common.events import Envelope, EventType, InvalidEvent, to_envelope
-from inference_service.ports import Record
+from inference_service.ports import Record, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,11 @@ class LiveEvents:
             return self._owners[job_id]
         if not any(s.job_id is None for s in self._subscriptions):
             return None
-        owner = await self.owner_of(job_id)
+        try:
+            owner = await self.owner_of(job_id)
+        except StoreError as exc:
+            log.warning("live events: owner of %s unknown for now: %s", job_id, exc)
+            return None
         if owner is not None:  # an unknown job may yet be written: ask again next time
             self._remember_owner(job_id, owner)
         return owner

@@ -196,7 +196,13 @@ class LiveLoop:
             while not stop.is_set():
                 # Each message as it comes: a batch waits, and mixes the two topics' order.
                 for record in await self.tail.next_batch(500, 0.5):
-                    await self.live.dispatch(record)
+                    try:
+                        await self.live.dispatch(record)
+                    except Exception:
+                        # One event lost to its subscribers, not every event until a restart
+                        # has read the topics again from their end.
+                        log.exception("live events: cannot dispatch %s", record.where)
         finally:
+            self.live.ready.clear()  # a restart reads from the end again: streams reopen
             self.live.close_all()
             await self.tail.close()
