@@ -70,10 +70,6 @@ class OutboxEvent:
         return _FORMAT.read(None, self.ce)
 
 
-def new_event_id() -> str:
-    return str(uuid.uuid4())
-
-
 def created(job: Job, traceparent: str) -> OutboxEvent:
     data = {
         "job_id": job.id,
