@@ -160,3 +160,14 @@ def test_every_change_moves_the_version_and_names_what_it_changed() -> None:
     cancelled = job.cancel("r", AT + timedelta(seconds=1), TRACE)
     assert cancelled.after.version == job.version + 1
     assert set(cancelled.fields) == {"status", "updated_at", "deadline", "version"}
+
+
+def test_changes_folded_together_pass_each_status_on_the_way() -> None:
+    job = queued()
+    started = job.start("ev1", job.execution_id or "", AT)
+    assert started is not None
+    completed = started.after.complete("ev2", result(job), AT)
+    assert completed is not None
+    both = started.then(completed)
+    assert both.entered is JobStatus.DONE
+    assert both.statuses == (JobStatus.RUNNING, JobStatus.DONE)

@@ -97,6 +97,9 @@ class Change:
     before: Job | None  # None: the job is new
     after: Job
     events: tuple[OutboxEvent, ...] = ()
+    # Every status it moved the job into, in order (a start and a completion folded together
+    # pass RUNNING on the way to DONE); None: the one `entered`.
+    passed: tuple[JobStatus, ...] | None = None
 
     @property
     def fields(self) -> dict[str, Any]:
@@ -114,10 +117,18 @@ class Change:
             return None
         return self.after.status
 
+    @property
+    def statuses(self) -> tuple[JobStatus, ...]:
+        """The statuses this change moved the job into, in order."""
+        if self.passed is not None:
+            return self.passed
+        return () if self.entered is None else (self.entered,)
+
     def then(self, later: Change) -> Change:
         """This change followed by one made on its result: saved together in one write."""
         assert later.before is self.after, "changes chain only on each other's result"
-        return Change(self.before, later.after, self.events + later.events)
+        passed = self.statuses + later.statuses
+        return Change(self.before, later.after, self.events + later.events, passed)
 
 
 @dataclass(frozen=True)

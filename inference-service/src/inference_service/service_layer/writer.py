@@ -70,6 +70,8 @@ class JobWriter:
     async def add(self, change: Change) -> None:
         await self.store.add(change)
         self._metrics.jobs_created.labels(change.after.model).inc()
+        # A job created with execute=true enters QUEUED: it is counted there only.
+        self._metrics.job_transitions.labels(change.after.status.value).inc()
         self._written(change, change.events)
 
     async def save(self, change: Change) -> bool:
@@ -77,16 +79,15 @@ class JobWriter:
         pending = await self.store.save(change)
         if pending is None:
             return False
+        for status in change.statuses:
+            self._metrics.job_transitions.labels(status.value).inc()
         self._written(change, pending.events)
         return True
 
     def _written(self, change: Change, pending: tuple[OutboxEvent, ...]) -> None:
         job = change.after
-        entered = change.entered
-        if entered is not None:
-            self._metrics.job_transitions.labels(entered.value).inc()
-            if entered.terminal:
-                self._settled.notify(job)
+        if change.entered is not None and change.entered.terminal:
+            self._settled.notify(job)
         if change.events:
             image = job.image.uri if job.image else None
             self._outbox(Outbox(job.id, pending, job.deleted, image))
