@@ -134,6 +134,7 @@ def test_the_sweeper_retries_then_expires() -> None:
     assert job.overdue(AT + timedelta(seconds=61)) and not job.overdue(AT)
     retried = job.retry(AT, POLICY)
     assert retried.after.attempt == 2 and types(retried) == [EventType.EXECUTION_REQUESTED]
+    assert retried.after.deadline == AT + timedelta(seconds=120)  # twice the first's time
     expired = retried.after.expire(AT, POLICY)
     assert expired.after.status is JobStatus.FAILED
     assert expired.after.error is not None and expired.after.error.code == "deadline_exceeded"

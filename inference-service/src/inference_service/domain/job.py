@@ -75,8 +75,13 @@ class RetryPolicy:
     def may_retry(self, attempt: int) -> bool:
         return attempt < self.max_attempts
 
-    def deadline(self, at: datetime) -> datetime:
-        return at + timedelta(seconds=self.deadline_seconds)
+    def deadline(self, attempt: int, requested_at: datetime) -> datetime:
+        """When `attempt` is overdue: each attempt gets twice the time of the one before, so a
+        job whose request waits behind a backlog gets fewer retries piled on (60, 120, 240 s)."""
+        return requested_at + timedelta(seconds=self.seconds_for(attempt))
+
+    def seconds_for(self, attempt: int) -> float:
+        return float(self.deadline_seconds * 2 ** (attempt - 1))
 
 
 @dataclass(frozen=True)
@@ -314,7 +319,8 @@ class Job:
             events.deadline_failed(self.id, self.execution_id, self.attempt, at, trace),
             error=JobError(
                 "deadline_exceeded",
-                f"no result within {policy.deadline_seconds:g} s in {self.attempt} attempt(s)",
+                f"no result in {self.attempt} attempt(s), "
+                f"the last within {policy.seconds_for(self.attempt):g} s",
             ),
             deadline=None,
             updated_at=at,
@@ -338,7 +344,8 @@ class Job:
         traceparent: str,
         **fields: Any,
     ) -> Change:
-        execution = Execution.next(self.attempt + 1, policy.deadline(at))
+        attempt = self.attempt + 1
+        execution = Execution.next(attempt, policy.deadline(attempt, at))
         after = self._moved(
             action,
             attempt=execution.attempt,
