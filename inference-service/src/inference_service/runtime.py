@@ -1,4 +1,8 @@
-"""The composition root: clients, adapters, the service and the background workers."""
+"""The composition root: the adapters, the use cases and the loops, wired and run.
+
+The one module that picks implementations: MongoDB or FerretDB, Kafka, the image store.
+Unit tests wire the same use cases to fakes instead.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-from confluent_kafka.admin import AdminClient
-from pymongo import AsyncMongoClient
 
 from inference_common.contracts import EventSchemas
 from inference_common.kafka import (
@@ -21,23 +21,29 @@ from inference_common.kafka import (
     producer_config,
     static_member,
 )
-from inference_common.mongo import async_client
 from inference_common.replica import ReplicaSlot
-from inference_service.classifier import Classifier, WaitPolicy
+from inference_service.adapters.kafka import (
+    KafkaAdmin,
+    KafkaDeadLetters,
+    KafkaGroupConsumer,
+    KafkaPublisher,
+    KafkaTail,
+)
+from inference_service.adapters.mongo import MongoConnection
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
+from inference_service.domain.job import RetryPolicy
 from inference_service.metrics import ServiceMetrics
-from inference_service.service import JobService, Limits
+from inference_service.service_layer.folding import ResultFolding
+from inference_service.service_layer.jobs import JobService, Limits
+from inference_service.service_layer.live import LiveEvents
+from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.settled import SettledJobs
+from inference_service.service_layer.sweeping import DeadlineSweeping
+from inference_service.service_layer.waiting import Classifier, WaitPolicy
+from inference_service.service_layer.writer import JobWriter, OutboxWrites
 from inference_service.settings import ServiceSettings
-from inference_service.storage.images import ImageStore
-from inference_service.storage.jobs import JobRepository, is_ferretdb
-from inference_service.storage.leases import LeaseStore
-from inference_service.workers.executions import ExecutionScheduler, RetryPolicy
-from inference_service.workers.folder import FolderConfig, ResultFolder
-from inference_service.workers.live import LiveEvents
-from inference_service.workers.relay import OutboxRelay, OutboxWrites, RelayConfig
-from inference_service.workers.settled import SettledJobs
-from inference_service.workers.sweeper import DeadlineSweeper
+from inference_service.workers.loops import FolderLoop, LiveLoop, RelayLoop, SweeperLoop
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,8 @@ class Runtime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
         self._catalog = ModelCatalog.load(settings.assets_manifest, settings.assets_cache_dir)
-        self.schemas = EventSchemas(settings.openapi_dir / "asyncapi.yaml")
+        self.schemas = EventSchemas.from_dir(settings.openapi_dir)
+        self.policy = RetryPolicy(settings.max_attempts, settings.execution_deadline_seconds)
         self.outbox_writes = OutboxWrites()
         self.settled = SettledJobs()
         self.metrics = ServiceMetrics()
@@ -62,15 +69,14 @@ class Runtime:
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._mongo: AsyncMongoClient[dict[str, Any]] | None = None
+        self._mongo: MongoConnection | None = None
+        self._admin: KafkaAdmin | None = None
+        self._kafka_checked: tuple[float, bool] = (0.0, False)
         self._service: JobService | None = None
         self._classifier: Classifier | None = None
-        self._admin: AdminClient | None = None
-        self._kafka_checked: tuple[float, bool] = (0.0, False)
-        self.jobs: JobRepository | None = None
-        self.relay: OutboxRelay | None = None
-        self.folder: ResultFolder | None = None
-        self.sweeper: DeadlineSweeper | None = None
+        self.relay: RelayLoop | None = None
+        self.folding: ResultFolding | None = None
+        self.sweeping: DeadlineSweeping | None = None
         self._live: LiveEvents | None = None
         self._replica: ReplicaSlot | None = None
 
@@ -104,80 +110,96 @@ class Runtime:
         # Named like its previous life: the folder's partitions and the relay's lease come back
         # at once after a crash, instead of after a session timeout or the lease's expiry.
         replica = self._replica = ReplicaSlot.claim(settings, settings.folder_group_id)
-        self._mongo = async_client(settings)
-        db = self._mongo[settings.mongodb_database]
-        ferretdb = await is_ferretdb(db)
-        if ferretdb:
-            log.info("FerretDB: job writes are checked in this process; run one replica")
-        jobs = self.jobs = JobRepository(
-            db, self.outbox_writes, check_in_process=ferretdb, metrics=self.metrics
+        mongo = self._mongo = MongoConnection(settings, settings.mongodb_database)
+        store = await mongo.job_store()
+        images = mongo.image_store()
+        writer = JobWriter(
+            store, outbox=self.outbox_writes, settled=self.settled, metrics=self.metrics
         )
-        images = ImageStore(db)
-        await jobs.ensure_indexes()
-        self._service = JobService(
-            jobs,
+        service = self._service = JobService(
+            writer,
             images,
             self._catalog,
-            Limits(
-                max_image_bytes=settings.max_image_bytes,
-                max_image_pixels=settings.max_image_pixels,
-                execution_deadline_seconds=settings.execution_deadline_seconds,
-            ),
+            Limits(settings.max_image_bytes, settings.max_image_pixels),
+            self.policy,
             replica=replica.name,
         )
         self._classifier = Classifier(
-            self._service,
+            service,
             self.settled,
             WaitPolicy(settings.classify_timeout_seconds, settings.classify_poll_interval_seconds),
         )
-        self._admin = AdminClient(client_config(settings))
-        scheduler = ExecutionScheduler(
-            jobs, RetryPolicy(settings.max_attempts, settings.execution_deadline_seconds)
-        )
+        self._admin = KafkaAdmin(client_config(settings))
         self._spawn("topics", self._ensure_topics)
         if settings.run_relay:
-            self.relay = OutboxRelay(
-                jobs,
+            relaying = OutboxRelaying(
+                store,
                 images,
-                LeaseStore(db),
-                self._relay_config(),
+                KafkaPublisher(
+                    producer_config(
+                        settings,
+                        **{
+                            "linger.ms": settings.relay_linger_ms,
+                            "message.timeout.ms": settings.relay_delivery_timeout_ms,
+                        },
+                    ),
+                    {Channel.JOBS: settings.topic_jobs, Channel.RESULTS: settings.topic_results},
+                    settings.relay_delivery_timeout_ms / 1000,
+                ),
                 self.outbox_writes,
-                metrics=self.metrics,
+                self.metrics,
+                batch_size=settings.relay_batch_size,
+                scan_interval=settings.relay_poll_interval_seconds,
+            )
+            relay = self.relay = RelayLoop(
+                relaying,
+                mongo.lease_store(),
+                poll_interval=settings.relay_poll_interval_seconds,
+                lease_seconds=settings.relay_lease_seconds,
                 holder=replica.name,
             )
-            relay = self.relay
             self._spawn("outbox-relay", lambda: relay.run(self._stop))
         if settings.run_folder:
-            self.folder = ResultFolder(
-                jobs,
-                scheduler,
+            folding = self.folding = ResultFolding(
+                writer,
                 self.schemas,
-                self._folder_config(replica),
-                on_applied=self.settled.notify,
-                metrics=self.metrics,
+                self.policy,
+                KafkaDeadLetters(
+                    producer_config(settings, **{"message.timeout.ms": 30_000}),
+                    settings.topic_dead_letter,
+                ),
+                self.metrics,
             )
-            folder = self.folder
+            folder = FolderLoop(
+                folding,
+                KafkaGroupConsumer(
+                    consumer_config(
+                        settings, settings.folder_group_id, **static_member(settings, replica)
+                    ),
+                    settings.topic_results,
+                ),
+                batch_size=settings.folder_batch_size,
+                linger=settings.folder_linger_ms / 1000,
+            )
             self._spawn("result-folder", lambda: folder.run(self._stop))
         if settings.run_sweeper:
-            self.sweeper = DeadlineSweeper(
-                jobs, scheduler, settings.sweep_interval_seconds, metrics=self.metrics
-            )
-            sweeper = self.sweeper
+            sweeping = self.sweeping = DeadlineSweeping(writer, self.policy, self.metrics)
+            sweeper = SweeperLoop(sweeping, settings.sweep_interval_seconds)
             self._spawn("deadline-sweeper", lambda: sweeper.run(self._stop))
         if settings.run_live:
-            self._live = LiveEvents(
+            live = self._live = LiveEvents(
+                service.owner_of, settings.max_attempts, queue_size=settings.sse_queue_size
+            )
+            tail = KafkaTail(
                 consumer_config(
                     settings,
                     f"inference-service-live-{uuid.uuid4().hex}",
                     **{"auto.offset.reset": "latest", "isolation.level": "read_uncommitted"},
                 ),
                 [settings.topic_jobs, settings.topic_results],
-                self._owner_of,
-                settings.max_attempts,
-                queue_size=settings.sse_queue_size,
             )
-            live = self._live
-            self._spawn("live-events", lambda: live.run(self._stop))
+            live_loop = LiveLoop(live, tail, tail.start)
+            self._spawn("live-events", lambda: live_loop.run(self._stop))
 
     async def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -208,66 +230,18 @@ class Runtime:
     # --- readiness ---
 
     async def ready(self) -> dict[str, bool]:
-        return {"mongodb": await self._mongo_ok(), "kafka": await self._kafka_ok()}
-
-    async def _mongo_ok(self) -> bool:
-        if self._mongo is None:
-            return False
-        try:
-            await self._mongo.admin.command("ping")
-        except Exception:
-            return False
-        return True
+        mongo = await self._mongo.ping() if self._mongo is not None else False
+        return {"mongodb": mongo, "kafka": await self._kafka_ok()}
 
     async def _kafka_ok(self) -> bool:
         checked_at, ok = self._kafka_checked
         if time.monotonic() - checked_at < 2.0 or self._admin is None:
             return ok and self._admin is not None
-        admin = self._admin
-        try:
-            await asyncio.to_thread(admin.list_topics, timeout=2.0)
-            ok = True
-        except Exception:
-            ok = False
+        ok = await self._admin.reachable()
         self._kafka_checked = (time.monotonic(), ok)
         return ok
 
     # --- wiring ---
-
-    def _relay_config(self) -> RelayConfig:
-        settings = self.settings
-        return RelayConfig(
-            topics={Channel.JOBS: settings.topic_jobs, Channel.RESULTS: settings.topic_results},
-            producer=producer_config(
-                settings,
-                **{
-                    "linger.ms": settings.relay_linger_ms,
-                    "message.timeout.ms": settings.relay_delivery_timeout_ms,
-                },
-            ),
-            batch_size=settings.relay_batch_size,
-            poll_interval=settings.relay_poll_interval_seconds,
-            lease_seconds=settings.relay_lease_seconds,
-            delivery_timeout=settings.relay_delivery_timeout_ms / 1000,
-        )
-
-    def _folder_config(self, replica: ReplicaSlot) -> FolderConfig:
-        settings = self.settings
-        return FolderConfig(
-            topic=settings.topic_results,
-            dead_letter_topic=settings.topic_dead_letter,
-            consumer=consumer_config(
-                settings, settings.folder_group_id, **static_member(settings, replica)
-            ),
-            producer=producer_config(settings, **{"message.timeout.ms": 30_000}),
-            batch_size=settings.folder_batch_size,
-        )
-
-    async def _owner_of(self, job_id: str) -> str | None:
-        if self.jobs is None:
-            return None
-        job = await self.jobs.collection.find_one({"_id": job_id}, {"owner": 1})
-        return str(job["owner"]) if job else None
 
     async def _ensure_topics(self) -> None:
         """Best effort and in the background: the API takes work while Kafka is away."""

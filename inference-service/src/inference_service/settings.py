@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import Field, SecretStr, field_validator
 
 from inference_common.settings import CommonSettings
@@ -19,7 +17,6 @@ class ServiceSettings(CommonSettings):
     service_port: int = Field(default=8080, ge=0, le=65535)
     # "key1:clientA,key2:clientB"; unset means every request is the client `anonymous`.
     api_keys: SecretStr | None = None
-    openapi_dir: Path = Path("openapi")
     base_path: str = "/api/v1/inference"
     # Check every JSON response against the spec (tests turn it on; it costs time per request).
     validate_responses: bool = False
@@ -47,6 +44,8 @@ class ServiceSettings(CommonSettings):
 
     folder_group_id: str = "inference-service-folder"
     folder_batch_size: int = Field(default=200, ge=1)
+    # A `started` waits this long for its job's outcome, so both are folded in one write.
+    folder_linger_ms: int = Field(default=50, ge=0)
 
     # POST /mnist/classify and /models/{model}/classify wait this long for the job (504 after).
     classify_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -42,7 +42,7 @@ def barrier(service: RunningService, jobs_topic: TopicReader, executor: Executor
     (request,) = requests_for(jobs_topic, marker["id"], 1)
     executor.completed(request)
     wait_status(service.client, marker["id"], "DONE")
-    folder = service.runtime.folder
+    folder = service.runtime.folding
     assert folder is not None
     counted = sum(folder.counts.values())
     wait_for(lambda: sum(folder.counts.values()) == counted, 5)
@@ -63,7 +63,7 @@ def test_duplicates_and_late_events_change_nothing(
     executor.completed(request)  # a second answer with another id
     executor.started(request)  # a late started
     executor.failed(request, "model_error", retryable=False)  # a late failure
-    folder = service.runtime.folder
+    folder = service.runtime.folding
     assert folder is not None
     wait_for(lambda: folder.counts["ignored"] >= 4, 20, "the four late events")
 

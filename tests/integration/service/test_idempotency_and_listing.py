@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from inference_common.image_refs import IMAGE_COLLECTION
-from inference_service.storage.jobs import key_id
+from inference_service.adapters.mongo_jobs import key_id
 from tests.integration.service.harness import (
     RunningService,
     TopicReader,

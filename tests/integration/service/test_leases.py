@@ -8,7 +8,7 @@ import pytest
 
 from inference_common.mongo import async_client
 from inference_common.settings import CommonSettings
-from inference_service.storage.leases import LeaseStore
+from inference_service.adapters.mongo_leases import MongoLeaseStore
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ def test_one_holder_until_expiry(settings: CommonSettings) -> None:
     async def scenario() -> None:
         client = async_client(settings)
         try:
-            leases = LeaseStore(client[settings.mongodb_database])
+            leases = MongoLeaseStore(client[settings.mongodb_database])
             assert await leases.acquire("relay", "a", 0.5)
             assert not await leases.acquire("relay", "b", 0.5)
             assert await leases.acquire("relay", "a", 0.5)  # renewal

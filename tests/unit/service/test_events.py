@@ -5,8 +5,9 @@ from datetime import UTC, datetime, timedelta
 from inference_common.events import EventType, from_record, to_record
 from inference_service.domain import events
 from inference_service.domain.events import Channel, Execution, OutboxEvent
-from inference_service.domain.jobs import ImageInfo, new_job_document
-from inference_service.workers.live import ends_job_stream
+from inference_service.domain.job import Job
+from inference_service.domain.jobs import ImageInfo
+from inference_service.service_layer.live import ends_job_stream
 from tests.contracts import validate_kafka_event
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -14,9 +15,11 @@ AT = datetime(2026, 11, 23, 12, 0, 0, 123000, tzinfo=UTC)
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def job(with_image: bool = True) -> dict:
-    image = ImageInfo("image/jpeg", 100, 4, 3, "a" * 64).stored("0123456789abcdef01234567")
-    return new_job_document(
+def job(with_image: bool = True) -> Job:
+    image = ImageInfo("image/jpeg", 100, 4, 3, "a" * 64).stored(
+        "blob://images/0123456789abcdef01234567"
+    )
+    return Job.create(
         job_id=JOB,
         owner="alice",
         name="cat",
@@ -28,7 +31,7 @@ def job(with_image: bool = True) -> dict:
         fingerprint="f",
         traceparent=TRACE,
         at=AT,
-    )
+    ).after
 
 
 def published(event: OutboxEvent) -> tuple[dict, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference_service.storage.jobs import matches
+from inference_service.adapters.ferretdb_jobs import matches
 
 JOB = {
     "_id": "j1",

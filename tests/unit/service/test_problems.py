@@ -1,11 +1,16 @@
 import json
+from datetime import UTC, datetime
+
+import pytest
 
 from inference_service.api.problems import PROBLEM_JSON, describe, problem
 from inference_service.domain.catalog import UnknownModel
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
+from inference_service.domain.job import Job, JobError
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
-from inference_service.service import (
+from inference_service.ports import StoreUnavailable
+from inference_service.service_layer.jobs import (
     ExecuteNeedsImage,
     IdempotencyKeyReused,
     JobNotFound,
@@ -60,7 +65,7 @@ def test_illegal_transition_carries_the_job_status() -> None:
 
 
 def test_a_result_not_ready_says_when_to_come_back() -> None:
-    spec = describe(NoResult({"_id": JOB, "status": "RUNNING"}))
+    spec = describe(NoResult(job(JobStatus.RUNNING)))
     assert spec is not None
     assert (spec.status, spec.slug) == (409, "job-not-done")
     assert spec.headers == {"Retry-After": "1"}
@@ -68,8 +73,7 @@ def test_a_result_not_ready_says_when_to_come_back() -> None:
 
 
 def test_a_failed_job_has_no_retry_after_but_its_error() -> None:
-    job = {"_id": JOB, "status": "FAILED", "error": {"code": "model_error", "message": "boom"}}
-    spec = describe(NoResult(job))
+    spec = describe(NoResult(job(JobStatus.FAILED, JobError("model_error", "boom"))))
     assert spec is not None
     assert spec.slug == "job-failed" and spec.headers == {}
     assert spec.extensions["error"] == {"code": "model_error", "message": "boom"}
@@ -82,8 +86,22 @@ def test_unknown_errors_are_not_described() -> None:
 def test_a_database_outage_is_a_503_worth_retrying() -> None:
     from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
-    for error in (AutoReconnect("connection closed"), ServerSelectionTimeoutError("no server")):
+    from inference_common.image_store import ImageStoreUnavailable
+    from inference_service.adapters.documents import translated
+
+    outages: list[Exception] = [ImageStoreUnavailable("no server")]
+    for cause in (AutoReconnect("connection closed"), ServerSelectionTimeoutError("no server")):
+        # The adapter says it in the port's terms: the API knows no pymongo.
+        with pytest.raises(StoreUnavailable) as raised, translated():
+            raise cause
+        outages.append(raised.value)
+    for error in outages:
         spec = describe(error)
         assert spec is not None
         assert (spec.status, spec.slug) == (503, "database-unavailable")
         assert spec.headers == {"Retry-After": "1"}
+
+
+def job(status: JobStatus, error: JobError | None = None) -> Job:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return Job(JOB, "a", "n", "m", "t", {}, status, at, at, "", "", error=error)

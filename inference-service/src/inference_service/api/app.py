@@ -6,7 +6,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from connexion import AsyncApp
@@ -22,13 +22,13 @@ from starlette.responses import JSONResponse, Response
 
 from inference_service.api import problems
 from inference_service.api.classify import ClassifyApi
-from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, StreamsApi
+from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, Services, StreamsApi
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware
 from inference_service.api.security import api_key_handler
 from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
 from inference_service.api.validation import validator_map
-from inference_service.runtime import Runtime
+from inference_service.metrics import ServiceMetrics
 from inference_service.settings import ServiceSettings
 
 SPEC_FILE = "inference-api.yaml"
@@ -44,8 +44,19 @@ def load_spec(openapi_dir: Path, *, with_api_keys: bool) -> dict[str, Any]:
     return spec
 
 
-def create_app(settings: ServiceSettings, runtime: Runtime | None = None) -> AsyncApp:
-    runtime = runtime or Runtime(settings)
+class AppRuntime(Services, Protocol):
+    """What the app needs from the composition root (runtime.py), which builds it."""
+
+    metrics: ServiceMetrics
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> dict[str, bool]: ...
+
+
+def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
     clients = settings.clients_by_key()
     spec = load_spec(settings.openapi_dir, with_api_keys=bool(clients))
     options_schema = spec["components"]["schemas"]["ModelOptions"]

@@ -11,11 +11,11 @@ from inference_service.api.handlers import Answer, answer
 from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
-from inference_service.classifier import Classifier
 from inference_service.domain.catalog import CatalogEntry, ModelCatalog, UnknownModel
 from inference_service.domain.images import ImageTooLarge, InvalidImage, check_size
-from inference_service.service import NewJob
-from inference_service.storage.jobs import Document
+from inference_service.domain.job import Job, JobResult
+from inference_service.service_layer.jobs import NewJob
+from inference_service.service_layer.waiting import Classifier
 
 DEFAULT_DIGIT_MODEL: Final = "mnist-lstm-tflm-float32"
 DIGITS: Final = tuple(str(digit) for digit in range(10))
@@ -66,7 +66,7 @@ class ClassifyApi:
             raise Problem(404, str(exc), "unknown-model") from None
         except (InvalidImage, ImageTooLarge) as exc:
             raise Problem(404, str(exc), exc.code) from None
-        classes = job["result"]["result"]["classes"]
+        classes = _result(job).result["classes"]
         probabilities = [0.0] * len(DIGITS)
         for found in classes:
             probabilities[int(found["index"])] = float(found["score"])
@@ -75,7 +75,7 @@ class ClassifyApi:
                 "digit": int(classes[0]["index"]),
                 "probabilities": probabilities,
                 "model": name,
-                "job_id": job["_id"],
+                "job_id": job.id,
             }
         )
 
@@ -95,9 +95,7 @@ class ClassifyApi:
             raise Problem(422, str(NotAClassifier(model, entry.spec.task)), "not-a-classifier")
         data = await self._image(body, image)
         job = await self._run(user, entry, data, top_k=top_k)
-        return answer(
-            {"classes": job["result"]["result"]["classes"], "model": model, "job_id": job["_id"]}
-        )
+        return answer({"classes": _result(job).result["classes"], "model": model, "job_id": job.id})
 
     async def _image(self, body: Any, image: UploadFile | None) -> bytes:
         """The raw body, or the multipart field `image` (a file, or a plain field)."""
@@ -119,7 +117,7 @@ class ClassifyApi:
 
     async def _run(
         self, user: str | None, entry: CatalogEntry, data: bytes, top_k: int | None
-    ) -> Document:
+    ) -> Job:
         return await self._services.classifier.classify(
             NewJob(
                 owner=owner_of(user),
@@ -131,3 +129,8 @@ class ClassifyApi:
                 span=request_span(),
             )
         )
+
+
+def _result(job: Job) -> JobResult:
+    assert job.result is not None, "the classifier answers DONE jobs only"
+    return job.result

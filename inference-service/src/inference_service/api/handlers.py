@@ -16,15 +16,15 @@ from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
 from inference_service.api.validation import ValidationProblem, collect
-from inference_service.classifier import Classifier
+from inference_service.api.views import job_view, result_view
 from inference_service.domain.catalog import ModelCatalog, UnknownModel
 from inference_service.domain.clock import as_utc
 from inference_service.domain.images import check_size
-from inference_service.domain.jobs import job_view, result_view
+from inference_service.domain.job import Job, JobFilter
 from inference_service.domain.lifecycle import JobStatus
-from inference_service.service import JobService, NewJob
-from inference_service.storage.jobs import JobFilter
-from inference_service.workers.live import LiveEvent, LiveEvents, Subscription
+from inference_service.service_layer.jobs import JobService, NewJob
+from inference_service.service_layer.live import LiveEvent, LiveEvents, Subscription
+from inference_service.service_layer.waiting import Classifier
 
 Answer = tuple[Any, int, dict[str, str]]
 
@@ -83,7 +83,7 @@ class JobsApi:
     def service(self) -> JobService:
         return self._services.service
 
-    def _view(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _view(self, job: Job) -> dict[str, Any]:
         return job_view(job, self.base_path)
 
     def _location(self, job_id: str) -> dict[str, str]:
@@ -139,7 +139,7 @@ class JobsApi:
                 span=request_span(),
             )
         )
-        return answer(self._view(job), 201 if created else 200, self._location(job["_id"]))
+        return answer(self._view(job), 201 if created else 200, self._location(job.id))
 
     def _form_options(self, raw: object) -> dict[str, Any]:
         """Multipart carries the options as a JSON string; check it like the JSON body's."""
@@ -220,7 +220,7 @@ class StreamsApi:
         except Exception:
             live.unsubscribe(subscription)
             raise
-        finished = JobStatus(job["status"]).terminal
+        finished = job.status.terminal
         return _sse(self._events(live, subscription, finished))
 
     async def client_events(self, user: str | None = None) -> StreamingResponse:

@@ -11,23 +11,24 @@ from typing import Any, Final
 
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
-from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
+from inference_common.image_store import ImageStoreUnavailable
 from inference_common.tracecontext import trace_id
 from inference_service.api.telemetry import request_span
-from inference_service.classifier import ClassificationFailed, ClassificationTimedOut
 from inference_service.domain.catalog import UnknownModel
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
-from inference_service.service import (
+from inference_service.ports import StoreUnavailable
+from inference_service.service_layer.jobs import (
     ExecuteNeedsImage,
     IdempotencyKeyReused,
     IdempotentRequestInProgress,
     JobNotFound,
     NoResult,
 )
+from inference_service.service_layer.waiting import ClassificationFailed, ClassificationTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ def _illegal(exc: IllegalTransition) -> ProblemSpec:
 def _no_result(exc: NoResult) -> ProblemSpec:
     extensions: dict[str, Any] = {"job_status": exc.status.value}
     if exc.status is JobStatus.FAILED and exc.error:
-        extensions["error"] = {"code": exc.error["code"], "message": exc.error["message"]}
+        extensions["error"] = {"code": exc.error.code, "message": exc.error.message}
     return ProblemSpec(
         409,
         "job-failed" if exc.status is JobStatus.FAILED else "job-not-done",
@@ -223,7 +224,7 @@ def _classify_failed(exc: ClassificationFailed) -> ProblemSpec:
     extensions: dict[str, Any] = {"job_id": exc.job_id, "job_status": exc.status.value}
     if exc.status is JobStatus.FAILED:
         if exc.error:
-            extensions["error"] = {"code": exc.error["code"], "message": exc.error["message"]}
+            extensions["error"] = {"code": exc.error.code, "message": exc.error.message}
         # The executor behind this request failed: a gateway's error, not the client's.
         return ProblemSpec(502, "job-failed", str(exc), extensions=extensions)
     return ProblemSpec(409, "job-cancelled", str(exc), extensions=extensions)
@@ -233,7 +234,7 @@ def _classify_timed_out(exc: ClassificationTimedOut) -> ProblemSpec:
     return ProblemSpec(504, "classify-timeout", str(exc), extensions={"job_id": exc.job_id})
 
 
-def _database_unavailable(exc: ConnectionFailure) -> ProblemSpec:
+def _database_unavailable(_exc: Exception) -> ProblemSpec:
     # A passing outage (a restart): worth a retry, which idempotency keys make safe.
     detail = "the database is not answering; retry shortly"
     return ProblemSpec(503, "database-unavailable", detail, headers={"Retry-After": "1"})
@@ -261,7 +262,8 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (NoResult, _no_result),
     (ClassificationFailed, _classify_failed),
     (ClassificationTimedOut, _classify_timed_out),
-    (ConnectionFailure, _database_unavailable),
+    (StoreUnavailable, _database_unavailable),
+    (ImageStoreUnavailable, _database_unavailable),
 ]
 DOMAIN_ERRORS: Final = tuple(kind for kind, _ in _BUILDERS)
 

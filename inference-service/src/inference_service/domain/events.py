@@ -10,13 +10,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.formats.json import JSONFormat
 
 from inference_common.events import EventType, new_event
 from inference_service.domain.clock import iso
+
+if TYPE_CHECKING:
+    from inference_service.domain.job import Job
 
 SOURCE: Final = "/inference-service"
 FAILED_BY: Final = "inference-service"
@@ -67,36 +70,26 @@ class OutboxEvent:
         return _FORMAT.read(None, self.ce)
 
 
-def new_event_id() -> str:
-    return str(uuid.uuid4())
-
-
-def image_ref(image: dict[str, Any]) -> dict[str, Any]:
-    """The claim check events carry (the stored image minus its internal file id)."""
-    return {key: image[key] for key in ("uri", "sha256", "size", "media_type", "width", "height")}
-
-
-def created(job: dict[str, Any], traceparent: str) -> OutboxEvent:
-    image = job.get("image")
+def created(job: Job, traceparent: str) -> OutboxEvent:
     data = {
-        "job_id": job["_id"],
-        "name": job["name"],
-        "model": job["model"],
-        "task": job["task"],
-        "options": job["options"],
-        "owner": job["owner"],
+        "job_id": job.id,
+        "name": job.name,
+        "model": job.model,
+        "task": job.task,
+        "options": job.options,
+        "owner": job.owner,
         "status": "NEW",
-        "image": image_ref(image) if image else None,
-        "created_at": iso(job["created_at"]),
+        "image": job.image.claim_check() if job.image else None,
+        "created_at": iso(job.created_at),
     }
     event = new_event(
         EventType.CREATED,
         SOURCE,
-        job["_id"],
+        job.id,
         data,
         traceparent=traceparent,
-        dataref=image["uri"] if image else None,
-        time=job["created_at"],
+        dataref=job.image.uri if job.image else None,
+        time=job.created_at,
     )
     return OutboxEvent.wrap(event)
 
@@ -115,26 +108,26 @@ class Execution:
 
 
 def execution_requested(
-    job: dict[str, Any], execution: Execution, at: datetime, traceparent: str
+    job: Job, execution: Execution, at: datetime, traceparent: str
 ) -> OutboxEvent:
-    image = job["image"]
+    assert job.image is not None, "only a job with its image is executed"
     data = {
-        "job_id": job["_id"],
+        "job_id": job.id,
         "execution_id": execution.execution_id,
         "attempt": execution.attempt,
-        "model": job["model"],
-        "task": job["task"],
-        "options": job["options"],
-        "image": image_ref(image),
+        "model": job.model,
+        "task": job.task,
+        "options": job.options,
+        "image": job.image.claim_check(),
         "deadline": iso(execution.deadline),
     }
     event = new_event(
         EventType.EXECUTION_REQUESTED,
         SOURCE,
-        job["_id"],
+        job.id,
         data,
         traceparent=traceparent,
-        dataref=image["uri"],
+        dataref=job.image.uri,
         time=at,
     )
     return OutboxEvent.wrap(event)

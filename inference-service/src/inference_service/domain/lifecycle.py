@@ -1,7 +1,11 @@
-"""The job lifecycle: which status may follow which, and why a request is refused."""
+"""The job lifecycle: the one table of which action may move a job from which status to which.
+
+`Job` (domain/job.py) asks this table before every change; nothing else decides a move.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
@@ -22,26 +26,51 @@ class JobStatus(StrEnum):
 TERMINAL: Final = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
 CANCELLABLE: Final = frozenset({JobStatus.NEW, JobStatus.QUEUED, JobStatus.RUNNING})
+EVERY: Final = frozenset(JobStatus)
 
-# Target status → the statuses it may be reached from. Every write is a compare-and-set on
-# these, so a late or duplicate event can never move a job backwards: QUEUED → DONE is allowed
-# (a `completed` that overtook its `started`), RUNNING → QUEUED only as a new attempt.
-_SOURCES: Final[dict[JobStatus, frozenset[JobStatus]]] = {
-    JobStatus.NEW: frozenset(),
-    JobStatus.QUEUED: frozenset({JobStatus.NEW, JobStatus.QUEUED, JobStatus.RUNNING}),
-    JobStatus.RUNNING: frozenset({JobStatus.QUEUED}),
-    JobStatus.DONE: ACTIVE,
-    JobStatus.FAILED: ACTIVE,
-    JobStatus.CANCELLED: CANCELLABLE,
+
+class Action(StrEnum):
+    """What can happen to a job: the API's requests, the executors' results, the sweeper."""
+
+    EXECUTE = "execute"
+    CHANGE_IMAGE = "change the image of"
+    CANCEL = "cancel"
+    DELETE = "delete"
+    START = "start"
+    COMPLETE = "complete"
+    FAIL = "fail"
+    RETRY = "retry"
+    EXPIRE = "expire"
+
+
+@dataclass(frozen=True)
+class Move:
+    sources: frozenset[JobStatus]
+    # None: the status stays as it is (an image change, a delete of a finished job).
+    target: JobStatus | None
+
+
+# A late or duplicate event can never move a job backwards: QUEUED → DONE is allowed (a
+# `completed` that overtook its `started`), RUNNING → QUEUED only as a new attempt.
+MOVES: Final[dict[Action, Move]] = {
+    Action.EXECUTE: Move(frozenset({JobStatus.NEW}), JobStatus.QUEUED),
+    Action.CHANGE_IMAGE: Move(frozenset({JobStatus.NEW}), None),
+    Action.CANCEL: Move(CANCELLABLE, JobStatus.CANCELLED),
+    Action.DELETE: Move(EVERY, None),
+    Action.START: Move(frozenset({JobStatus.QUEUED}), JobStatus.RUNNING),
+    Action.COMPLETE: Move(ACTIVE, JobStatus.DONE),
+    Action.FAIL: Move(ACTIVE, JobStatus.FAILED),
+    Action.RETRY: Move(ACTIVE, JobStatus.QUEUED),
+    Action.EXPIRE: Move(ACTIVE, JobStatus.FAILED),
 }
 
 
-def sources_of(target: JobStatus) -> frozenset[JobStatus]:
-    return _SOURCES[target]
+def allows(action: Action, current: JobStatus) -> bool:
+    return current in MOVES[action].sources
 
 
-def can_move(current: JobStatus, target: JobStatus) -> bool:
-    return current in _SOURCES[target]
+def target_of(action: Action, current: JobStatus) -> JobStatus:
+    return MOVES[action].target or current
 
 
 class IllegalTransition(Exception):
@@ -54,23 +83,12 @@ class IllegalTransition(Exception):
         super().__init__(detail or f"cannot {action} a job that is {current.value}")
 
 
-def check_execute(job_id: str, current: JobStatus, has_image: bool) -> None:
-    """Only a NEW job with its image can be executed (a retry is the sweeper's business)."""
-    if current is not JobStatus.NEW:
-        raise IllegalTransition(job_id, current, "execute")
-    if not has_image:
-        raise IllegalTransition(
-            job_id, current, "execute", "the job has no image yet: PUT /jobs/{job_id}/image first"
-        )
+_REFUSALS: Final = {
+    Action.CHANGE_IMAGE: "the image can only change while the job is NEW",
+}
 
 
-def check_cancel(job_id: str, current: JobStatus) -> None:
-    if current not in CANCELLABLE:
-        raise IllegalTransition(job_id, current, "cancel")
-
-
-def check_image_change(job_id: str, current: JobStatus) -> None:
-    if current is not JobStatus.NEW:
-        raise IllegalTransition(
-            job_id, current, "change the image of", "the image can only change while the job is NEW"
-        )
+def require(job_id: str, action: Action, current: JobStatus) -> None:
+    """Refuse a request the table does not allow (IllegalTransition, 409)."""
+    if not allows(action, current):
+        raise IllegalTransition(job_id, current, action.value, _REFUSALS.get(action))

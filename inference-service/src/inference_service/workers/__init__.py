@@ -1,4 +1,1 @@
-"""The background loops of the job service: outbox relay, result folder, deadline sweeper
-and the live event feed. Each is its own class with `run(stop)`, so a deployment can run
-them in separate processes; by default they share the API's event loop.
-"""
+"""The background loops (entry points like the API): each calls one use case, again and again."""

@@ -2,9 +2,9 @@
 the long poll of `GET /jobs/{id}?wait=`, which awaits a job the same way.
 
 The request shares everything with the asynchronous API (the executors, the events, the job
-record); it only waits, bounded, for the job to settle. The result folder wakes the waiter
-in-process; a slow poll of MongoDB covers a job settled elsewhere (another replica's folder,
-the deadline sweeper).
+record); it only waits, bounded, for the job to settle. Whatever finishes a job in this
+process hands it to the waiter (SettledJobs), so no read is needed; a slow poll of the store
+covers a job finished elsewhere (another replica).
 """
 
 from __future__ import annotations
@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
+from inference_service.domain.job import Job, JobError
 from inference_service.domain.lifecycle import JobStatus
-from inference_service.service import JobService, NewJob
-from inference_service.storage.jobs import Document
-from inference_service.workers.settled import SettledJobs
+from inference_service.service_layer.jobs import JobService, NewJob
+from inference_service.service_layer.settled import SettledJobs
 
 
 class ClassificationTimedOut(Exception):
@@ -35,11 +34,11 @@ class ClassificationTimedOut(Exception):
 class ClassificationFailed(Exception):
     """The job ended without a result (FAILED or CANCELLED)."""
 
-    def __init__(self, job: Document) -> None:
-        self.job_id: str = job["_id"]
-        self.status = JobStatus(job["status"])
-        self.error: dict[str, Any] | None = job.get("error")
-        reason = f": {self.error['message']}" if self.error else ""
+    def __init__(self, job: Job) -> None:
+        self.job_id = job.id
+        self.status = job.status
+        self.error: JobError | None = job.error
+        reason = f": {self.error.message}" if self.error else ""
         super().__init__(f"job {self.job_id} ended {self.status.value}{reason}")
 
 
@@ -55,36 +54,34 @@ class Classifier:
         self.settled = settled
         self.policy = policy
 
-    async def classify(self, request: NewJob) -> Document:
+    async def classify(self, request: NewJob) -> Job:
         """The DONE job; raises ClassificationTimedOut or ClassificationFailed."""
         job, _created = await self.service.create(request)
         return await self.settle(request.owner, job)
 
-    async def settle(self, owner: str, job: Document) -> Document:
+    async def settle(self, owner: str, job: Job) -> Job:
         job = await self.wait(owner, job, self.policy.timeout_seconds)
-        if not JobStatus(job["status"]).terminal:
-            raise ClassificationTimedOut(job["_id"], self.policy.timeout_seconds)
-        if job["status"] != JobStatus.DONE.value or not job.get("result"):
+        if not job.status.terminal:
+            raise ClassificationTimedOut(job.id, self.policy.timeout_seconds)
+        if job.status is not JobStatus.DONE or job.result is None:
             raise ClassificationFailed(job)
         return job
 
-    async def wait(self, owner: str, job: Document, seconds: float) -> Document:
+    async def wait(self, owner: str, job: Job, seconds: float) -> Job:
         """The job once it is terminal, or as it is after `seconds` (a long poll)."""
-        job_id: str = job["_id"]
         deadline = time.monotonic() + seconds
-        with self.settled.watch(job_id) as changed:
-            if not JobStatus(job["status"]).terminal:
-                # Read again now that a fold wakes us: one that came between the caller's
-                # read and the watch would otherwise wait for the next poll.
-                job = await self.service.get(owner, job_id)
-            while not JobStatus(job["status"]).terminal:
+        with self.settled.watch(job.id) as watch:
+            while not job.status.terminal:
+                if watch.job is not None:
+                    job = watch.job
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        changed.wait(), min(left, self.policy.poll_interval_seconds)
+                        watch.changed.wait(), min(left, self.policy.poll_interval_seconds)
                     )
-                changed.clear()
-                job = await self.service.get(owner, job_id)
+                if watch.job is None:
+                    job = await self.service.get(owner, job.id)
         return job

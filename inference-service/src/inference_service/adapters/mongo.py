@@ -1,0 +1,49 @@
+"""The MongoDB connection: which job store fits the server, readiness, and closing."""
+
+from __future__ import annotations
+
+import logging
+
+from inference_common.image_store import ImageStore
+from inference_common.mongo import async_client, sync_client
+from inference_common.settings import CommonSettings
+from inference_service.adapters.ferretdb_jobs import FerretDbJobStore, is_ferretdb
+from inference_service.adapters.mongo_images import MongoImageStore
+from inference_service.adapters.mongo_jobs import MongoJobStore
+from inference_service.adapters.mongo_leases import MongoLeaseStore
+from inference_service.ports import JobStore, LeaseStore
+
+log = logging.getLogger(__name__)
+
+
+class MongoConnection:
+    def __init__(self, settings: CommonSettings, database: str) -> None:
+        self._client = async_client(settings)
+        # The image store's port is synchronous (executors call it on threads).
+        self._sync_client = sync_client(settings)
+        self._db = self._client[database]
+        self._sync_db = self._sync_client[database]
+
+    async def job_store(self) -> JobStore:
+        await MongoJobStore.ensure_indexes(self._db)
+        if await is_ferretdb(self._db):
+            log.info("FerretDB: job writes are checked in this process; run one replica")
+            return FerretDbJobStore.on(self._db)
+        return MongoJobStore.on(self._db)
+
+    def lease_store(self) -> LeaseStore:
+        return MongoLeaseStore(self._db)
+
+    def image_store(self) -> ImageStore:
+        return MongoImageStore(self._sync_db)
+
+    async def ping(self) -> bool:
+        try:
+            await self._client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self._client.close()
+        self._sync_client.close()

@@ -1,0 +1,123 @@
+"""Publishing the events waiting in job outboxes, then removing exactly those.
+
+At-least-once: an event is removed only after Kafka acknowledged it, so a crash in between
+publishes it again with the same id (consumers deduplicate by id). Per job, events go out in
+outbox order on one partition (the job id is the key) through the idempotent producer.
+
+The events come as they were written (OutboxWrites: no read); a scan of the store, once per
+interval, recovers what a restart, a Kafka outage or an unanswered write left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Final
+
+from inference_common.events import to_envelope, utcnow
+from inference_common.image_store import ImageStore
+from inference_common.tracecontext import trace_id
+from inference_service.domain.events import OutboxEvent
+from inference_service.metrics import ServiceMetrics
+from inference_service.ports import EventPublisher, JobStore, Outbox
+from inference_service.service_layer.writer import OutboxWrites
+
+log = logging.getLogger(__name__)
+
+_ACKNOWLEDGED: Final = 10_000
+
+
+class OutboxRelaying:
+    def __init__(
+        self,
+        store: JobStore,
+        images: ImageStore,
+        publisher: EventPublisher,
+        writes: OutboxWrites,
+        metrics: ServiceMetrics,
+        *,
+        batch_size: int,
+        scan_interval: float,
+    ) -> None:
+        self.store = store
+        self.images = images
+        self.publisher = publisher
+        self.writes = writes
+        self.metrics = metrics
+        self.batch_size = batch_size
+        self.scan_interval = scan_interval
+        self._scanned_at = float("-inf")
+        # Recently acknowledged event ids: a job written again while its earlier events were
+        # on their way hands them over once more, and they are not published twice.
+        self._acknowledged: OrderedDict[str, None] = OrderedDict()
+
+    async def drain_once(self) -> int:
+        """Publish one batch of pending outboxes; returns how many jobs it looked at."""
+        pending = await self._pending()
+        if not pending:
+            return 0
+        outcomes = await self.publisher.publish(
+            [e for o in pending for e in o.events if e.id not in self._acknowledged]
+        )
+        for outbox in pending:
+            await self._settle(outbox, outcomes)
+        return len(pending)
+
+    async def _pending(self) -> list[Outbox]:
+        moment = time.monotonic()
+        if moment - self._scanned_at < self.scan_interval:
+            return self.writes.take(self.batch_size)
+        self._scanned_at = moment
+        # Written before the scan reads, so the scan finds these too: what it does not
+        # return (past its limit) is put back.
+        written = self.writes.take(len(self.writes))
+        found = await self.store.pending_outboxes(self.batch_size)
+        scanned = {outbox.job_id for outbox in found}
+        for outbox in written:
+            if outbox.job_id not in scanned:
+                self.writes.restore(outbox)
+        return found
+
+    async def _settle(self, outbox: Outbox, outcomes: dict[str, str | None]) -> None:
+        """Remove the delivered prefix of the job's outbox; keep the rest, in order."""
+        delivered: list[OutboxEvent] = []
+        for event in outbox.events:
+            if event.id in self._acknowledged:
+                delivered.append(event)
+                continue
+            error = outcomes.get(event.id, "no acknowledgement in time")
+            if error is not None:
+                fields = _log_fields(outbox.job_id, event)
+                log.warning("event not delivered; it stays in the outbox: %s", error, extra=fields)
+                break
+            delivered.append(event)
+            self._published(outbox.job_id, event)
+        if len(delivered) < len(outbox.events):
+            self.metrics.outbox_undelivered.inc(len(outbox.events) - len(delivered))
+        if delivered or not outbox.events:
+            # An empty outbox still flagged (a crash between two updates) is cleared too.
+            await self.store.remove_delivered(outbox.job_id, delivered)
+        if outbox.deleted and len(delivered) == len(outbox.events):
+            purged = await self.store.purge_deleted(outbox.job_id)
+            if purged and outbox.image_uri is not None:
+                await asyncio.to_thread(self.images.delete, outbox.image_uri)
+
+    def _published(self, job_id: str, event: OutboxEvent) -> None:
+        self._acknowledged[event.id] = None
+        while len(self._acknowledged) > _ACKNOWLEDGED:
+            self._acknowledged.popitem(last=False)
+        envelope = to_envelope(event.cloudevent())
+        self.metrics.outbox_published.labels(event.type.short).inc()
+        self.metrics.outbox_lag.observe(max(0.0, (utcnow() - envelope.time).total_seconds()))
+        log.debug("event published", extra=_log_fields(job_id, event, envelope.traceparent))
+
+
+def _log_fields(job_id: str, event: OutboxEvent, traceparent: str | None = None) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "trace_id": trace_id(traceparent),
+        "event_id": event.id,
+        "event_type": event.type.value,
+    }

@@ -1,0 +1,210 @@
+"""The job service's background loops: thin, each around one use case.
+
+A loop that crashes is restarted by the composition root (runtime.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from inference_service.ports import (
+    BusError,
+    GroupRecords,
+    LeaseStore,
+    Record,
+    RecordSource,
+    StoreError,
+)
+from inference_service.service_layer.folding import ResultFolding, positions, unanswered_starts
+from inference_service.service_layer.live import LiveEvents
+from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.sweeping import DeadlineSweeping
+from inference_service.service_layer.writer import OutboxWrites
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME: Final = "outbox-relay"
+# Starts reading (raises BusError while Kafka cannot be reached).
+LiveStart = Callable[[], Awaitable[None]]
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
+async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class RelayLoop:
+    """One relay at a time publishes (a lease), so replicas never race each other."""
+
+    def __init__(
+        self,
+        relaying: OutboxRelaying,
+        leases: LeaseStore,
+        *,
+        poll_interval: float,
+        lease_seconds: float,
+        holder: str | None = None,
+    ) -> None:
+        self.relaying = relaying
+        self.writes: OutboxWrites = relaying.writes
+        self.leases = leases
+        self.poll_interval = poll_interval
+        self.lease_seconds = lease_seconds
+        # The replica's name (stable across its restarts) renews the lease its crash left.
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._renewed_at = float("-inf")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                # Clear before draining: a write during the drain wakes the next round at once.
+                self.writes.wakeup.clear()
+                full = False
+                try:
+                    holder = await self._hold_lease()
+                    if holder:
+                        full = await self.relaying.drain_once() >= self.relaying.batch_size
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay round failed; retrying")
+                    await sleep_or_stop(stop, self.poll_interval)
+                    continue
+                if not holder:
+                    # Another replica publishes, and its scan finds this one's writes: keeping
+                    # them would grow without bound, and waking at each one would try for the
+                    # lease (a database write) once per write.
+                    self.writes.clear()
+                    await sleep_or_stop(stop, self.poll_interval)
+                elif not full:
+                    await wait_any(stop, self.writes.wakeup, self.poll_interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await self.leases.release(LEASE_NAME, self.holder)
+            await self.relaying.publisher.close()
+
+    async def _hold_lease(self) -> bool:
+        """Renewed a third into its term, not at every round: a database write saved."""
+        if time.monotonic() - self._renewed_at < self.lease_seconds / 3:
+            return True
+        started = time.monotonic()
+        if await self.leases.acquire(LEASE_NAME, self.holder, self.lease_seconds):
+            self._renewed_at = started
+            return True
+        self._renewed_at = float("-inf")
+        return False
+
+
+class FolderLoop:
+    """Results in batches; offsets committed only once folded. A lone `started` is held for
+    up to `linger` seconds for its job's outcome: one write for both."""
+
+    def __init__(
+        self,
+        folding: ResultFolding,
+        results: GroupRecords,
+        *,
+        batch_size: int,
+        linger: float,
+        poll_timeout: float = 0.5,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        self.folding = folding
+        self.results = results
+        self.batch_size = batch_size
+        self.linger = linger
+        self.poll_timeout = poll_timeout
+        self.retry_backoff = retry_backoff
+
+    async def run(self, stop: asyncio.Event) -> None:
+        held: list[Record] = []
+        held_until = 0.0
+        try:
+            while not stop.is_set():
+                wait = max(0.0, held_until - time.monotonic()) if held else self.poll_timeout
+                records = held + await self.results.next_batch(self.batch_size, wait)
+                if not records:
+                    continue
+                expired = bool(held) and time.monotonic() >= held_until
+                holding = [] if expired or not self.linger else unanswered_starts(records)
+                waiting = {id(record) for record in holding}
+                try:
+                    await self.folding.fold([r for r in records if id(r) not in waiting])
+                except (StoreError, BusError) as exc:
+                    log.warning("cannot fold %s now (%s); will retry", records[0].where, exc)
+                    await self.results.rewind(records)
+                    held = []
+                    await sleep_or_stop(stop, self.retry_backoff)
+                    continue
+                await self.results.commit(positions(records, holding))
+                if holding and not held:
+                    held_until = time.monotonic() + self.linger
+                held = holding
+        finally:
+            await self.results.close()
+            await self.folding.dead_letters.close()
+
+
+class SweeperLoop:
+    def __init__(self, sweeping: DeadlineSweeping, interval: float) -> None:
+        self.sweeping = sweeping
+        self.interval = interval
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweeping.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("deadline sweep failed; retrying")
+            await sleep_or_stop(stop, self.interval)
+
+
+class LiveLoop:
+    """Feeds every event of both topics, from their end at start, to the SSE subscribers."""
+
+    def __init__(self, live: LiveEvents, tail: RecordSource, start: LiveStart) -> None:
+        self.live = live
+        self.tail = tail
+        self.start = start
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set() and not self.live.ready.is_set():
+                try:
+                    await self.start()
+                    self.live.ready.set()
+                except BusError as exc:
+                    log.warning("live events cannot reach Kafka yet: %s", exc)
+                    await sleep_or_stop(stop, 2.0)
+            while not stop.is_set():
+                # Each message as it comes: a batch waits, and mixes the two topics' order.
+                for record in await self.tail.next_batch(500, 0.5):
+                    try:
+                        await self.live.dispatch(record)
+                    except Exception:
+                        # One event lost to its subscribers, not every event until a restart
+                        # has read the topics again from their end.
+                        log.exception("live events: cannot dispatch %s", record.where)
+        finally:
+            self.live.ready.clear()  # a restart reads from the end again: streams reopen
+            self.live.close_all()
+            await self.tail.close()
