@@ -1,14 +1,14 @@
-"""The MongoDB connection: which job store fits the server, readiness, and closing."""
+"""The MongoDB connection: which job store fits the server, the image stores, readiness, and
+closing."""
 
 from __future__ import annotations
 
 import logging
 
-from inference_common.image_store import ImageStore
+from inference_common.image_stores import ImageStores, open_image_store
 from inference_common.mongo import async_client, sync_client
 from inference_common.settings import CommonSettings
 from inference_service.adapters.ferretdb_jobs import FerretDbJobStore, is_ferretdb
-from inference_service.adapters.mongo_images import MongoImageStore
 from inference_service.adapters.mongo_jobs import MongoJobStore
 from inference_service.adapters.mongo_leases import MongoLeaseStore
 from inference_service.ports import JobStore, LeaseStore
@@ -18,11 +18,12 @@ log = logging.getLogger(__name__)
 
 class MongoConnection:
     def __init__(self, settings: CommonSettings, database: str) -> None:
+        self._settings = settings
         self._client = async_client(settings)
-        # The image store's port is synchronous (executors call it on threads).
+        # The image stores' port is synchronous (executors call it on threads); the MongoDB
+        # image store, when configured, shares this client.
         self._sync_client = sync_client(settings)
         self._db = self._client[database]
-        self._sync_db = self._sync_client[database]
 
     async def job_store(self) -> JobStore:
         await MongoJobStore.ensure_indexes(self._db)
@@ -34,8 +35,9 @@ class MongoConnection:
     def lease_store(self) -> LeaseStore:
         return MongoLeaseStore(self._db)
 
-    def image_store(self) -> ImageStore:
-        return MongoImageStore(self._sync_db)
+    def image_store(self) -> ImageStores:
+        """IMAGE_STORE's store for new images; reads and deletes by each URI's scheme."""
+        return open_image_store(self._settings, self._sync_client)
 
     async def ping(self) -> bool:
         try:
