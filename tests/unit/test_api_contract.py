@@ -1,4 +1,5 @@
-"""The REST contract names exactly the models the catalog has (openapi/inference-api.yaml)."""
+"""The REST contract names exactly the models and compositions the catalog has
+(openapi/inference-api.yaml)."""
 
 from pathlib import Path
 
@@ -12,4 +13,5 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_model_enum_is_the_manifest() -> None:
     spec = yaml.safe_load((ROOT / "openapi" / "inference-api.yaml").read_text())
     manifest = load_manifest(ROOT / "assets" / "manifest.toml")
-    assert spec["components"]["schemas"]["ModelName"]["enum"] == [m.name for m in manifest.model]
+    names = [m.name for m in manifest.model] + [c.name for c in manifest.composition]
+    assert spec["components"]["schemas"]["ModelName"]["enum"] == names

@@ -18,6 +18,7 @@ import uvicorn
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from inference_common.events import EventType, new_event, to_record
+from inference_common.image_refs import IMAGE_COLLECTION
 from inference_common.kafka import consumer_config, ensure_topics, producer_config
 from inference_common.mongo import sync_client
 from inference_service.api.app import create_app
@@ -228,6 +229,19 @@ def event_data(message: Message) -> dict[str, Any]:
 def jobs_in_db(settings: ServiceSettings) -> Any:
     client = sync_client(settings)
     return client, client[settings.mongodb_database]["jobs"]
+
+
+def stored_images(settings: ServiceSettings) -> int:
+    """How many images the configured image store holds (the test's own directory or database)."""
+    if settings.image_store == "filesystem":
+        root = settings.image_store_dir
+        return sum(1 for path in root.rglob("*") if path.is_file()) if root.exists() else 0
+    assert settings.image_store == "mongodb", settings.image_store
+    client = sync_client(settings)
+    try:
+        return client[settings.mongodb_database][IMAGE_COLLECTION].count_documents({})
+    finally:
+        client.close()
 
 
 def prepare_topics(settings: ServiceSettings) -> None:

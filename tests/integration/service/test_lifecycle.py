@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from inference_common.events import EventType
-from inference_common.image_refs import IMAGE_COLLECTION
 from tests.contracts import validate_kafka_event
 from tests.integration.service.harness import (
     Executor,
@@ -21,6 +20,7 @@ from tests.integration.service.harness import (
     new_job,
     post_job,
     requests_for,
+    stored_images,
     wait_for,
     wait_status,
 )
@@ -86,11 +86,7 @@ def test_json_create_then_image_then_execute(service: RunningService) -> None:
         headers={"content-type": "image/bmp"},
     )
     assert replaced.json()["image"]["media_type"] == "image/bmp"
-    mongo, _ = jobs_in_db(service.settings)
-    try:
-        assert mongo[service.settings.mongodb_database][IMAGE_COLLECTION].count_documents({}) == 1
-    finally:
-        mongo.close()
+    assert stored_images(service.settings) == 1
 
     assert client.post(f"/jobs/{job['id']}/execution").json()["status"] == "QUEUED"
     again = client.post(f"/jobs/{job['id']}/execution")

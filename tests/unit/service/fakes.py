@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from inference_common.contracts import EventSchemas
 from inference_common.image_store import ImageKey, ImageMissing, ImageStore
-from inference_service.contracts import EventSchemas
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent

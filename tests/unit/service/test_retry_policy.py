@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from inference_service.workers.executions import RetryPolicy
+from inference_service.domain.job import RetryPolicy
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
