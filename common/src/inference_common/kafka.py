@@ -70,13 +70,18 @@ def consumer_config(settings: CommonSettings, group_id: str, **overrides: Any) -
     }
 
 
-def static_member(settings: CommonSettings, replica: ReplicaSlot) -> dict[str, Any]:
+def static_member(settings: CommonSettings, replica: ReplicaSlot, topic: str) -> dict[str, Any]:
     """A service's own group: joined as a static member, the replica gets its partitions back
     as soon as it restarts. The classic protocol: KIP-848's keeps a killed static member's
-    partitions until its session ends (measured in docs/faults.md)."""
+    partitions until its session ends (measured in docs/faults.md).
+
+    The id names the subscribed topic too: the broker hands a static member that rejoins its
+    previous assignment, so a member of the same group and name on another topic (a changed
+    TOPIC_JOBS, or tests with topics of their own) would be given partitions it does not read.
+    """
     if not settings.kafka_static_membership:
         return {}
-    return {"group.instance.id": replica.name}
+    return {"group.instance.id": f"{replica.name}.{topic}"}
 
 
 def ensure_topics(settings: CommonSettings, timeout: float = 30.0) -> None:

@@ -56,7 +56,7 @@ class Executor:
             consumer_config(
                 settings,
                 settings.executor_group_id,
-                **static_member(settings, self.replica),
+                **static_member(settings, self.replica, settings.topic_jobs),
                 **{
                     "client.id": self.executor,
                     "max.poll.interval.ms": settings.executor_max_poll_interval_ms,

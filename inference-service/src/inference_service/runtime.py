@@ -174,7 +174,9 @@ class Runtime:
                 folding,
                 KafkaGroupConsumer(
                     consumer_config(
-                        settings, settings.folder_group_id, **static_member(settings, replica)
+                        settings,
+                        settings.folder_group_id,
+                        **static_member(settings, replica, settings.topic_results),
                     ),
                     settings.topic_results,
                 ),

@@ -62,13 +62,18 @@ def test_a_replica_id_that_is_running_is_refused(scope) -> None:
     ReplicaSlot.claim(settings, scope).close()
 
 
-def test_the_slot_is_the_static_member_id_unless_static_membership_is_off(scope) -> None:
+def test_the_slot_and_topic_are_the_static_member_id_unless_static_membership_is_off(scope) -> None:
     slot = ReplicaSlot.claim(CommonSettings(), scope)
 
-    static = consumer_config(CommonSettings(), scope, **static_member(CommonSettings(), slot))
-    dynamic = static_member(CommonSettings(kafka_static_membership=False), slot)
+    static = consumer_config(
+        CommonSettings(), scope, **static_member(CommonSettings(), slot, "inference.jobs")
+    )
+    dynamic = static_member(CommonSettings(kafka_static_membership=False), slot, "inference.jobs")
+    elsewhere = static_member(CommonSettings(), slot, "other.jobs")
 
-    assert static["group.instance.id"] == slot.name
+    assert static["group.instance.id"] == f"{slot.name}.inference.jobs"
+    # The same replica on another topic is another member: never handed this one's partitions.
+    assert elsewhere["group.instance.id"] != static["group.instance.id"]
     assert static["session.timeout.ms"] == 10_000
     assert static["heartbeat.interval.ms"] == 1_000
     assert dynamic == {}
