@@ -16,7 +16,7 @@ POLICY = RetryPolicy(max_attempts=2, deadline_seconds=60)
 IMAGE = StoredImage("mem://x", "image/jpeg", 10, 4, 3, "a" * 64)
 
 
-def created(image: StoredImage | None = IMAGE) -> Job:
+def creation(image: StoredImage | None = IMAGE) -> Change:
     return Job.create(
         job_id="0123456789abcdef0123456789abcdef",
         owner="alice",
@@ -29,7 +29,11 @@ def created(image: StoredImage | None = IMAGE) -> Job:
         fingerprint="f",
         traceparent=TRACE,
         at=AT,
-    ).after
+    )
+
+
+def created(image: StoredImage | None = IMAGE) -> Job:
+    return creation(image).after
 
 
 def queued() -> Job:
@@ -45,19 +49,7 @@ def result(job: Job, execution_id: str | None = None) -> JobResult:
 
 
 def test_create_raises_created_and_execute_requests_an_execution() -> None:
-    change = Job.create(
-        job_id="0123456789abcdef0123456789abcdef",
-        owner="alice",
-        name="n",
-        model="m",
-        task="classification",
-        options={},
-        image=IMAGE,
-        idempotency_key=None,
-        fingerprint="f",
-        traceparent=TRACE,
-        at=AT,
-    )
+    change = creation()
     assert change.before is None and change.entered is JobStatus.NEW
     assert types(change) == [EventType.CREATED]
     executed = change.then(change.after.execute(AT, POLICY, TRACE))
