@@ -15,6 +15,7 @@ from executor_service.images import ImageSource, verify
 from executor_service.jobs import ExecutionRequest, ModelOptions, is_past
 from executor_service.models import LoadedModel, ModelRegistry
 from executor_service.preprocessing import prepare
+from inference_common import tracing
 
 _T = TypeVar("_T")
 
@@ -28,7 +29,9 @@ class Limits:
 
 @dataclass
 class Stopwatch:
-    """Milliseconds per step, for the `timings` of `job.completed.v1`."""
+    """Milliseconds per step, for the `timings` of `job.completed.v1`; with tracing on, each
+    step is a span of the current one too (fetch, preprocess, inference: the invoke,
+    postprocess)."""
 
     timings: dict[str, float] = field(default_factory=dict)
     _last: float = field(default_factory=time.perf_counter)
@@ -39,6 +42,10 @@ class Stopwatch:
         now = time.perf_counter()
         key = f"{step}_ms"
         self.timings[key] = round(self.timings.get(key, 0.0) + (now - self._last) * 1000, 3)
+        if tracing.enabled():
+            end_ns = time.time_ns()
+            start_ns = end_ns - round((now - self._last) * 1e9)
+            tracing.record(step, parent=None, start_ns=start_ns, end_ns=end_ns)
         self._last = now
 
 
