@@ -67,7 +67,7 @@ def active_provider() -> TracerProvider | None:
 
 def configure(service_name: str, environ: Mapping[str, str] = os.environ) -> bool:
     """Start the SDK when the environment asks for traces; True when it did."""
-    exporters = _exporters(environ)
+    exporters = span_exporters(environ)
     if not exporters:
         return False
     # OTEL_SERVICE_NAME, when set, names the service; the SDK reads it.
@@ -153,7 +153,8 @@ def traceparent_of(opened: Span | None = None) -> str | None:
     return carrier.get("traceparent")
 
 
-def _exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+def span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
+    """The exporters the environment names; none when it asks for no traces."""
     if environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return []
     endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(

@@ -35,6 +35,7 @@ class Stopwatch:
 
     timings: dict[str, float] = field(default_factory=dict)
     _last: float = field(default_factory=time.perf_counter)
+    _last_ns: int = field(default_factory=time.time_ns)  # the same moment, for spans
 
     def lap(self, step: str) -> None:
         """Time since the last lap, added to the step's: a composition runs a model's steps
@@ -42,11 +43,11 @@ class Stopwatch:
         now = time.perf_counter()
         key = f"{step}_ms"
         self.timings[key] = round(self.timings.get(key, 0.0) + (now - self._last) * 1000, 3)
-        if tracing.enabled():
-            end_ns = time.time_ns()
-            start_ns = end_ns - round((now - self._last) * 1e9)
-            tracing.record(step, parent=None, start_ns=start_ns, end_ns=end_ns)
         self._last = now
+        if tracing.enabled():
+            now_ns = time.time_ns()
+            tracing.record(step, parent=None, start_ns=self._last_ns, end_ns=now_ns)
+            self._last_ns = now_ns
 
 
 def run_pipeline(
