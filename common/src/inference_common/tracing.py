@@ -160,7 +160,7 @@ def span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
     )
-    names = environ.get("OTEL_TRACES_EXPORTER", "otlp" if endpoint else "none")
+    names = environ.get("OTEL_TRACES_EXPORTER") or ("otlp" if endpoint else "none")
     exporters: list[SpanExporter] = []
     for name in (n.strip() for n in names.split(",")):
         if name == "otlp":

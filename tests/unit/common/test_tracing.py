@@ -33,6 +33,11 @@ def test_nothing_is_exported_unless_asked() -> None:
     assert tracing.span_exporters({}) == []
     assert tracing.span_exporters({"OTEL_SERVICE_NAME": "x", "OTEL_TRACES_SAMPLER": "x"}) == []
     assert tracing.span_exporters({"OTEL_TRACES_EXPORTER": "none"}) == []
+    # docker-compose.yaml passes them through empty when they are not set
+    assert (
+        tracing.span_exporters({"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_TRACES_EXPORTER": ""})
+        == []
+    )
     asked = {"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT}
     assert tracing.span_exporters({**asked, "OTEL_SDK_DISABLED": "true"}) == []
     assert tracing.span_exporters({**asked, "OTEL_TRACES_EXPORTER": "none"}) == []
@@ -42,6 +47,10 @@ def test_nothing_is_exported_unless_asked() -> None:
 
 def test_an_endpoint_alone_means_otlp_over_http_unless_grpc_is_asked_for() -> None:
     [http] = tracing.span_exporters({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": ENDPOINT})
+    assert isinstance(http, HttpExporter)
+    [http] = tracing.span_exporters(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT, "OTEL_TRACES_EXPORTER": ""}
+    )
     assert isinstance(http, HttpExporter)
     [grpc] = tracing.span_exporters(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": ENDPOINT, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}

@@ -122,7 +122,7 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
         app.add_middleware(
             OpenTelemetryMiddleware,
             position=MiddlewarePosition.BEFORE_EXCEPTION,
-            **server_span_options(routes),
+            **server_span_options(routes, untraced=ROOT_PATHS),
         )
     app.add_middleware(
         RequestTelemetry,

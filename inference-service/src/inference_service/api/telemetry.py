@@ -11,6 +11,7 @@ like any other.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
@@ -54,9 +55,10 @@ class RouteTemplates:
         return self.OTHER
 
 
-def server_span_options(routes: RouteTemplates) -> dict[str, Any]:
+def server_span_options(routes: RouteTemplates, untraced: Iterable[str]) -> dict[str, Any]:
     """OpenTelemetry's ASGI middleware's: a server span per request with the standard HTTP
-    attributes, named by its route (bounded), no spans per body chunk sent or received."""
+    attributes, named by its route (bounded), no spans per body chunk sent or received, none
+    at all for the `untraced` paths (probes and scrapes)."""
 
     def name_by_route(span: tracing.Span, scope: Scope) -> None:
         route = routes(scope["path"])
@@ -67,6 +69,7 @@ def server_span_options(routes: RouteTemplates) -> dict[str, Any]:
         "tracer_provider": tracing.active_provider(),
         "server_request_hook": name_by_route,
         "exclude_spans": ["receive", "send"],
+        "excluded_urls": ",".join(f"{re.escape(path)}$" for path in untraced),
     }
 
 
