@@ -11,6 +11,7 @@ import itertools
 import uuid
 from collections.abc import Iterator, Sequence
 
+import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -66,6 +67,7 @@ def test_one_jobs_trace_runs_from_the_request_to_the_fold(
             job_id = response.json()["id"]
             wait_status(service.client, job_id, "DONE", timeout=120)
             wait_for(lambda: named(spans.get_finished_spans(), "job"), 20, "the job's span")
+            assert httpx.get(service.url + "/readyz", timeout=30).status_code == 200
     finally:
         service.stop()
 
@@ -115,6 +117,10 @@ def test_one_jobs_trace_runs_from_the_request_to_the_fold(
     # The job's span covers its parts, from the relay to the fold that finished it.
     assert all(within(part, job) for part in (relay, execute, fold))
     assert dict(job.attributes or {}) == {"job_id": job_id, "status": "DONE", "attempts": 1}
+    # Probes make no server spans (their database commands still do, as roots of their own).
+    assert not [
+        s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER and "readyz" in s.name
+    ]
 
 
 def one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
