@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from inference_common import tracing
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 ENDPOINT = "http://127.0.0.1:4318"
-
-
-@pytest.fixture
-def collected() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.activate(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.deactivate()
 
 
 def test_nothing_is_exported_unless_asked() -> None:
@@ -78,7 +63,7 @@ def test_while_off_the_helpers_do_nothing() -> None:
 
 
 def test_a_span_continues_the_traceparent_an_event_carried(
-    collected: InMemorySpanExporter,
+    spans: InMemorySpanExporter,
 ) -> None:
     with tracing.span("execute", parent=CALLER) as span:
         carried = tracing.traceparent_of(span)
@@ -86,7 +71,7 @@ def test_a_span_continues_the_traceparent_an_event_carried(
     opened = tracing.open_span("fold", parent=carried)
     with tracing.within(opened):
         assert tracing.traceparent_of() == tracing.traceparent_of(opened)
-    fetch, execute, fold = collected.get_finished_spans()  # in the order they ended
+    fetch, execute, fold = spans.get_finished_spans()  # in the order they ended
     assert carried == f"00-4bf92f3577b34da6a3ce929d0e0e4736-{execute.context.span_id:016x}-01"
     assert execute.parent is not None and execute.parent.span_id == 0x00F067AA0BA902B7
     assert fetch.parent == execute.context and (fetch.start_time, fetch.end_time) == (1, 3)
