@@ -99,8 +99,8 @@ def _archive_files(stream: IO[bytes], limits: BatchLimits) -> Iterator[UploadedF
                     count += 1
                     size += member.size
                     limits.check(count, size)
-    except tarfile.TarError as exc:
-        raise InvalidArchive(f"the archive is neither a zip nor a tar: {exc}") from None
+    except tarfile.TarError:
+        raise InvalidArchive("the archive is neither a zip nor a tar (gzip, bzip2, xz)") from None
     stream.seek(0)
     return _tar_files(stream, limits)
 
