@@ -351,20 +351,10 @@ class BatchRun:
     async def process(self, batch_file: BatchFile) -> None:
         name = batch_file.name
         self.progress.started()
-        try:
-            data = batch_file.path.read_bytes()
-        except OSError as exc:
-            row = ResultRow(name, "", self.options.model, UNREADABLE, error=str(exc))
-            self.log("error", name, detail=f"cannot read: {exc}")
-            self._store(row)
+        upload = self._read(batch_file)
+        if upload is None:
             return
-        sha256 = hashlib.sha256(data).hexdigest()
-        earlier = self.store.done(name, sha256, self.options.model)
-        if earlier is not None:
-            self.summary.skipped += 1
-            self.log("skipped", name, earlier, f"sha256={sha256[:12]} already DONE")
-            self.progress.done("skipped")
-            return
+        data, sha256 = upload.data, upload.sha256
         row = ResultRow(name, sha256, self.options.model, REJECTED, submitted_at=utc_now())
         try:
             job = await self.client.create_job(
