@@ -35,6 +35,7 @@ from tests.integration.service.harness import (
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("isolated_env")]
 
 FAST = {
+    "run_webhooks": True,
     "webhook_max_attempts": 3,
     "webhook_backoff_seconds": 0.2,
     "webhook_backoff_max_seconds": 0.5,

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Final
@@ -27,6 +28,7 @@ from inference_service.domain.webhooks import (
     CALLBACK,
     Attempt,
     Backoff,
+    Callback,
     Delivery,
     DeliveryState,
     EventsWanted,
@@ -54,6 +56,8 @@ _FORMAT: Final = JSONFormat()
 # How long the dispatcher keeps the list of subscriptions: a new one applies to events
 # consumed from about this long after it was made.
 SUBSCRIPTIONS_TTL: Final = 1.0
+# Jobs whose callback (or its absence) the dispatcher remembers.
+KNOWN_CALLBACKS: Final = 10_000
 
 
 class WebhookNotFound(LookupError):
@@ -120,6 +124,7 @@ class WebhookDispatching:
         self.max_job_attempts = max_job_attempts
         self._subscriptions: tuple[float, list[Subscription]] = (float("-inf"), [])
         self._secrets: dict[str, str] = {}
+        self._callbacks: OrderedDict[str, Callback | None] = OrderedDict()
         self._in_flight: dict[str, asyncio.Lock] = {}
 
     async def handle(self, record: Record, stop: asyncio.Event) -> bool:
@@ -149,7 +154,7 @@ class WebhookDispatching:
         return all(settled)
 
     async def _targets(self, job_id: str, data: dict[str, object]) -> tuple[str, list[Target]]:
-        callback = await self.store.callback(job_id)
+        callback = await self._callback(job_id)
         subscriptions = await self._all_subscriptions()
         owner = callback.owner if callback is not None else None
         if owner is None and subscriptions:
@@ -165,6 +170,18 @@ class WebhookDispatching:
             Target(s.id, s.url, s.events, s.secret) for s in subscriptions if s.owner == owner
         ]
         return owner, targets
+
+    async def _callback(self, job_id: str) -> Callback | None:
+        """Read once per job (at its first event, after the API wrote it), then remembered:
+        one read by `_id` per job, whether it has a callback or not."""
+        if job_id in self._callbacks:
+            self._callbacks.move_to_end(job_id)
+            return self._callbacks[job_id]
+        callback = await self.store.callback(job_id)
+        self._callbacks[job_id] = callback
+        if len(self._callbacks) > KNOWN_CALLBACKS:
+            self._callbacks.popitem(last=False)
+        return callback
 
     async def _owner(self, job_id: str, data: dict[str, object]) -> str | None:
         if isinstance(data.get("owner"), str):
