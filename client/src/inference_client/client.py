@@ -142,9 +142,9 @@ class InferenceClient:
 
     async def webhook_secret(self) -> str:
         """The secret that signs this client's job callbacks."""
-        body = await self._json("GET", "/webhooks/secret", idempotent=True)
+        body = await self._json("GET", "/webhook-secret", idempotent=True)
         if not isinstance(body, dict) or not isinstance(body.get("secret"), str):
-            raise UnexpectedResponse(f"GET /webhooks/secret: {body!r:.200}")
+            raise UnexpectedResponse(f"GET /webhook-secret: {body!r:.200}")
         return str(body["secret"])
 
     async def job_deliveries(self, job_id: str) -> list[dict[str, Any]]:

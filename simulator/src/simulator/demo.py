@@ -167,7 +167,7 @@ class DemoScenario:
         try:
             secret = await self.client.webhook_secret()
             async with WebhookReceiver(secret) as receiver:
-                n.said(f"a receiver listens on {receiver.url} (GET /webhooks/secret signs)")
+                n.said(f"a receiver listens on {receiver.url} (GET /webhook-secret signs)")
                 job = await self.client.create_job(
                     self._image_for(model),
                     name="demo-webhook",

@@ -165,7 +165,7 @@ def test_the_terminal_event_is_delivered_signed_and_recorded(receiver: Receiver)
         job = create_with_callback(service, {"url": receiver.url})
         run_to_done(service, jobs, job["id"])
         (delivery,) = settled(service, job["id"], 1)
-        secret = service.client.get("/webhooks/secret").json()["secret"]
+        secret = service.client.get("/webhook-secret").json()["secret"]
     finally:
         jobs.close()
         service.stop()

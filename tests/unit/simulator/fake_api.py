@@ -119,7 +119,7 @@ class FakeApi:
         return self._job_operation(request.method, match.group(2) or "", job)
 
     def _webhooks(self, method: str, path: str) -> httpx.Response | None:
-        if method == "GET" and path == "/webhooks/secret":
+        if method == "GET" and path == "/webhook-secret":
             return httpx.Response(200, json={"secret": self.secret})
         deliveries = re.fullmatch(r"/jobs/([0-9a-f]{32})/deliveries", path)
         if method == "GET" and deliveries:
