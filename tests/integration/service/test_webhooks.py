@@ -158,7 +158,9 @@ def settled(service: RunningService, job_id: str, count: int) -> list[dict[str, 
     return list(deliveries(service, job_id)["items"])
 
 
-def test_the_terminal_event_is_delivered_signed_and_recorded(receiver: Receiver) -> None:
+def one_job_to_its_end(receiver: Receiver) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A job with a callback to `receiver`, run to DONE: the job, its settled delivery and
+    the client's secret."""
     service = running_with()
     jobs = TopicReader(service.settings, service.settings.topic_jobs)
     try:
@@ -169,6 +171,11 @@ def test_the_terminal_event_is_delivered_signed_and_recorded(receiver: Receiver)
     finally:
         jobs.close()
         service.stop()
+    return job, delivery, secret
+
+
+def test_the_terminal_event_is_delivered_signed_and_recorded(receiver: Receiver) -> None:
+    job, delivery, secret = one_job_to_its_end(receiver)
     (got,) = receiver.received
     event = Webhook(secret).verify(got.body, got.headers)
     assert event["type"] == EventType.COMPLETED.value and event["subject"] == job["id"]
@@ -180,15 +187,9 @@ def test_the_terminal_event_is_delivered_signed_and_recorded(receiver: Receiver)
 
 def test_a_500_and_a_timeout_are_retried_under_one_id_then_delivered() -> None:
     receiver = Receiver(500, "hang")
-    service = running_with()
-    jobs = TopicReader(service.settings, service.settings.topic_jobs)
     try:
-        job = create_with_callback(service, {"url": receiver.url})
-        run_to_done(service, jobs, job["id"])
-        (delivery,) = settled(service, job["id"], 1)
+        _job, delivery, _secret = one_job_to_its_end(receiver)
     finally:
-        jobs.close()
-        service.stop()
         receiver.close()
     assert delivery["state"] == "delivered"
     attempts = delivery["attempts"]
@@ -201,19 +202,16 @@ def test_a_500_and_a_timeout_are_retried_under_one_id_then_delivered() -> None:
 
 def test_the_last_failure_is_dead_lettered() -> None:
     receiver = Receiver(500, 502, 503)
-    service = running_with()
-    jobs = TopicReader(service.settings, service.settings.topic_jobs)
-    dead = TopicReader(service.settings, service.settings.topic_dead_letter)
     try:
-        job = create_with_callback(service, {"url": receiver.url})
-        run_to_done(service, jobs, job["id"])
-        (delivery,) = settled(service, job["id"], 1)
+        _job, delivery, _secret = one_job_to_its_end(receiver)
+    finally:
+        receiver.close()
+    settings = service_settings()  # this test's topics, from its environment
+    dead = TopicReader(settings, settings.topic_dead_letter)
+    try:
         (letter,) = dead.read(1)
     finally:
-        jobs.close()
         dead.close()
-        service.stop()
-        receiver.close()
     assert delivery["state"] == "dead" and len(delivery["attempts"]) == 3
     reason = headers_of(letter)["dlq_error"]
     assert f"webhook delivery to {receiver.url} failed after 3 attempts" in reason
