@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from standardwebhooks import Webhook
 
-from inference_common.events import EventType
+from inference_common.events import EventType, new_event, to_record
 from inference_service.domain.webhooks import (
     Backoff,
     Callback,
@@ -17,7 +18,7 @@ from inference_service.domain.webhooks import (
     EventsWanted,
     Subscription,
 )
-from inference_service.ports import Response
+from inference_service.ports import Record, Response
 from inference_service.service_layer.webhooks import WebhookDispatching
 from tests.unit.service.builders import record
 from tests.unit.service.fakes import FakeDeadLetters, FakeJobStore, FakeSender, FakeWebhookStore
@@ -178,3 +179,34 @@ def test_a_job_without_targets_costs_no_delivery() -> None:
     hooks, _letters = dispatching(sender, store)
     assert asyncio.run(hooks.handle(record(EventType.COMPLETED, REQUEST), asyncio.Event()))
     assert sender.requests == [] and store.saved == {}
+
+
+class SlowSender(FakeSender):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        await asyncio.sleep(0.01)  # both ends are in flight at once
+        return await super().post(url, body, headers)
+
+
+def test_two_ends_of_one_job_at_once_are_one_delivery() -> None:
+    sender, store = SlowSender(), with_callback()
+    hooks, _letters = dispatching(sender, store)
+    cancelled = new_event(
+        EventType.CANCELLED,
+        "/inference-service",
+        JOB,
+        {"job_id": JOB, "reason": "r", "cancelled_at": "2026-11-23T12:00:00Z"},
+    )
+    kafka = to_record(cancelled)
+    cancel = Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
+
+    async def scenario() -> list[bool]:
+        stop = asyncio.Event()
+        return list(
+            await asyncio.gather(
+                hooks.handle(cancel, stop),
+                hooks.handle(record(EventType.COMPLETED, REQUEST), stop),
+            )
+        )
+
+    assert asyncio.run(scenario()) == [True, True]
+    assert len(sender.requests) == 1

@@ -125,7 +125,7 @@ class WebhookDispatching:
         self._subscriptions: tuple[float, list[Subscription]] = (float("-inf"), [])
         self._secrets: dict[str, str] = {}
         self._callbacks: OrderedDict[str, Callback | None] = OrderedDict()
-        self._in_flight: dict[str, asyncio.Lock] = {}
+        self._in_flight: dict[str, tuple[asyncio.Lock, int]] = {}
 
     async def handle(self, record: Record, stop: asyncio.Event) -> bool:
         """Deliver what the event owes; False when stopped before all of it was settled (the
@@ -280,11 +280,16 @@ class WebhookDispatching:
     @contextlib.asynccontextmanager
     async def _only_one(self, message_id: str) -> AsyncIterator[None]:
         """A job's end may come twice at once (a cancel and a completion, on two topics):
-        one delivery at a time per id in this process."""
-        lock = self._in_flight.setdefault(message_id, asyncio.Lock())
+        one delivery at a time per id in this process. The lock is dropped with its last
+        user, waiting ones included."""
+        lock, users = self._in_flight.get(message_id, (asyncio.Lock(), 0))
+        self._in_flight[message_id] = (lock, users + 1)
         try:
             async with lock:
                 yield
         finally:
-            if not lock.locked() and self._in_flight.get(message_id) is lock:
+            lock, users = self._in_flight[message_id]
+            if users == 1:
                 del self._in_flight[message_id]
+            else:
+                self._in_flight[message_id] = (lock, users - 1)
