@@ -15,18 +15,24 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from jsonschema import Draft4Validator
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from inference_common import tracing
 from inference_service.api import problems
 from inference_service.api.classify import ClassifyApi
 from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, Services, StreamsApi
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware
 from inference_service.api.security import api_key_handler
-from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
+from inference_service.api.telemetry import (
+    RequestTelemetry,
+    RouteTemplates,
+    server_span_options,
+)
 from inference_service.api.validation import validator_map
 from inference_service.api.webhooks import WebhooksApi
 from inference_service.domain.webhook_urls import TargetPolicy
@@ -128,11 +134,19 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
         # The challenge's endpoint answers every invalid input with 404, too large included.
         status_by_path={settings.base_path + "/mnist/classify": 404},
     )
+    routes = RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS)
+    if tracing.active_provider() is not None:
+        # Added first, so outside RequestTelemetry: the request's span is current in there.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            **server_span_options(routes, untraced=ROOT_PATHS),
+        )
     app.add_middleware(
         RequestTelemetry,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=runtime.metrics,
-        routes=RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS),
+        routes=routes,
         access=settings.access_log,
     )
     app.add_error_handler(ProblemException, problems.from_connexion)
