@@ -34,6 +34,9 @@ kafka-topics:  ## the native Kafka tool: list and describe topics
 kafka-consume:  ## the native console consumer: make kafka-consume TOPIC=inference.jobs
 	$(STACK) kafka-consume --topic $(or $(TOPIC),inference.jobs) --from-beginning
 
+# The local platform's webhook receivers (make demo's) listen on loopback, over http.
+serve: export WEBHOOK_ALLOW_HTTP = true
+serve: export WEBHOOK_ALLOW_LOOPBACK = true
 serve: assets  ## the stack, then the job service (http://127.0.0.1:8080) and an executor
 	$(STACK) up --platform
 

@@ -105,11 +105,15 @@ class InferenceClient:
         idempotency_key: str,
         options: dict[str, Any] | None = None,
         execute: bool = True,
+        callback: dict[str, str] | None = None,
     ) -> Job:
-        """The key makes the create safe to repeat: give each new job a new one."""
+        """The key makes the create safe to repeat: give each new job a new one. `callback`:
+        `{"url", "events"}`, where the job's events are POSTed (signed, docs/api.md)."""
         form = {"name": name, "model": model, "execute": "true" if execute else "false"}
         if options:
             form["options"] = json.dumps(options)
+        if callback:
+            form["callback"] = json.dumps(callback)
         body = await self._json(
             "POST",
             "/jobs",
@@ -135,6 +139,20 @@ class InferenceClient:
 
     async def delete_job(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")
+
+    async def webhook_secret(self) -> str:
+        """The secret that signs this client's job callbacks."""
+        body = await self._json("GET", "/webhook-secret", idempotent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("secret"), str):
+            raise UnexpectedResponse(f"GET /webhook-secret: {body!r:.200}")
+        return str(body["secret"])
+
+    async def job_deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's webhook deliveries, each with its attempts."""
+        body = await self._json("GET", f"/jobs/{job_id}/deliveries", idempotent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise UnexpectedResponse(f"GET /jobs/{job_id}/deliveries: {body!r:.200}")
+        return list(body["items"])
 
     async def get_result(self, job_id: str) -> dict[str, Any]:
         """The result body: `{"job_id", "model", "result": {...}, ...}`."""

@@ -16,6 +16,7 @@ from inference_service.domain.batch import Batch
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter
+from inference_service.domain.webhooks import Callback, Delivery, Subscription
 
 
 class StoreError(Exception):
@@ -130,6 +131,56 @@ class LeaseStore(Protocol):
         ...
 
     async def release(self, name: str, holder: str) -> None: ...
+
+
+class WebhookStore(Protocol):
+    """Callbacks, subscriptions, secrets and deliveries. Every write goes by `_id`, and each
+    delivery has one writer at a time (the dispatcher that owns its event's partition), so
+    it needs no atomic update (FerretDB has none)."""
+
+    async def add_callback(self, callback: Callback) -> None:
+        """Keep the job's callback (written before the job: its events find it)."""
+        ...
+
+    async def callback(self, job_id: str) -> Callback | None: ...
+
+    async def add_subscription(self, subscription: Subscription) -> None: ...
+
+    async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        """The owner's subscriptions, or everyone's, oldest first."""
+        ...
+
+    async def remove_subscription(self, owner: str, subscription_id: str) -> bool: ...
+
+    async def secret(self, owner: str, new: str) -> str:
+        """The owner's callback secret: the one kept, else `new`, kept from now on."""
+        ...
+
+    async def delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def save_delivery(self, delivery: Delivery) -> None: ...
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        """The job's deliveries, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a webhook target answered: a status, or why there was none."""
+
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """One POST; never raises for the target's faults (they are the Response)."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -28,6 +28,7 @@ from inference_client import (
 from inference_common.assets import Manifest
 from simulator.event_lines import describe_result, short_id
 from simulator.images import SampleImages, is_digit_model
+from simulator.webhook_receiver import WebhookReceiver
 
 WAIT_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.25
@@ -84,6 +85,7 @@ class DemoScenario:
         for model in self._one_per_kind():
             await self._create_and_execute(model)
         await self._cancel_and_delete()
+        await self._webhook()
         await self._reject_garbage()
         await self._small_batch()
         if n.surprises:
@@ -160,6 +162,47 @@ class DemoScenario:
             expected = exc.method == "GET" and exc.status in (404, 410)
             (n.said if expected else n.surprise)(f"{exc.status} {exc.title}: {exc.detail}")
         except (ApiFailure, UnexpectedResponse) as exc:
+            n.surprise(str(exc))
+
+    async def _webhook(self) -> None:
+        n, model = self.narrator, self._photo_classifier()
+        n.step("POST /jobs with a callback: the job's end is POSTed, signed, to a receiver")
+        try:
+            secret = await self.client.webhook_secret()
+            async with WebhookReceiver(secret) as receiver:
+                n.said(f"a receiver listens on {receiver.url} (GET /webhook-secret signs)")
+                job = await self.client.create_job(
+                    self._image_for(model),
+                    name="demo-webhook",
+                    model=model.name,
+                    idempotency_key=str(uuid.uuid4()),
+                    execute=True,
+                    callback={"url": receiver.url, "events": "terminal"},
+                )
+                n.said(f"201 Created: job {job.id} {job.status}")
+                async with asyncio.timeout(WAIT_TIMEOUT_S):
+                    got = await receiver.deliveries.get()
+            event = got.event
+            n.said(
+                f"received [green]{escape(event['type'])}[/] for job {short_id(event['subject'])}"
+                f", signature verified [dim](webhook-id {got.webhook_id})[/]"
+            )
+            # The service records the attempt once the receiver has answered it.
+            async with asyncio.timeout(WAIT_TIMEOUT_S):
+                while not (recorded := await self.client.job_deliveries(job.id)):
+                    await asyncio.sleep(POLL_S)
+            delivery = recorded[0]
+            attempts = len(delivery["attempts"])
+            state = delivery["state"]
+            n.said(f"GET /jobs/{short_id(job.id)}/deliveries: {state} in {attempts} attempt(s)")
+        except ApiError as exc:
+            hint = ""
+            if exc.type.endswith("invalid-webhook-url"):
+                hint = " (the service must run with WEBHOOK_ALLOW_LOOPBACK and WEBHOOK_ALLOW_HTTP)"
+            n.surprise(f"{exc.status} {exc.title}: {exc.detail}{hint}")
+        except TimeoutError:
+            n.surprise(f"no webhook delivery within {WAIT_TIMEOUT_S:g} s")
+        except (ApiFailure, UnexpectedResponse, ValueError) as exc:
             n.surprise(str(exc))
 
     async def _reject_garbage(self) -> None:

@@ -21,6 +21,8 @@ from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy
+from inference_service.domain.webhook_urls import TargetPolicy
+from inference_service.domain.webhooks import Callback, Delivery, Subscription
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import (
     BatchStore,
@@ -31,6 +33,8 @@ from inference_service.ports import (
     LeaseStore,
     Outbox,
     Record,
+    Response,
+    WebhookStore,
 )
 from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
@@ -39,6 +43,7 @@ from inference_service.service_layer.relaying import OutboxRelaying
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
+from inference_service.service_layer.webhooks import Webhooks
 from inference_service.service_layer.writer import JobWriter, OutboxWrites
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -241,6 +246,60 @@ class FakeDeadLetters:
         return None
 
 
+class FakeWebhookStore:
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callback] = {}
+        self.subscribed: dict[str, Subscription] = {}
+        self.secrets: dict[str, str] = {}
+        self.saved: dict[str, Delivery] = {}
+
+    async def add_callback(self, callback: Callback) -> None:
+        self.callbacks[callback.job_id] = callback
+
+    async def callback(self, job_id: str) -> Callback | None:
+        return self.callbacks.get(job_id)
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        self.subscribed[subscription.id] = subscription
+
+    async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        found = [s for s in self.subscribed.values() if owner is None or s.owner == owner]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def remove_subscription(self, owner: str, subscription_id: str) -> bool:
+        found = self.subscribed.get(subscription_id)
+        if found is None or found.owner != owner:
+            return False
+        del self.subscribed[subscription_id]
+        return True
+
+    async def secret(self, owner: str, new: str) -> str:
+        return self.secrets.setdefault(owner, new)
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        return self.saved.get(delivery_id)
+
+    async def save_delivery(self, delivery: Delivery) -> None:
+        self.saved[delivery.id] = delivery
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        found = [d for d in self.saved.values() if d.job_id == job_id]
+        return sorted(found, key=lambda d: (d.updated_at, d.id))
+
+
+class FakeSender:
+    """Answers from a script (the last answer repeats) and keeps every request."""
+
+    def __init__(self, *answers: Response) -> None:
+        self.answers = list(answers) or [Response(200, None)]
+        self.requests: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        self.requests.append((url, body, dict(headers)))
+        index = min(len(self.requests), len(self.answers)) - 1
+        return self.answers[index]
+
+
 @dataclass
 class Wired:
     """The use cases on fakes, as runtime.py wires them on the real adapters."""
@@ -259,6 +318,8 @@ class Wired:
     relaying: OutboxRelaying
     classifier: Classifier
     policy: RetryPolicy
+    webhook_store: FakeWebhookStore
+    webhooks: Webhooks
 
 
 def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
@@ -273,7 +334,11 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
     _leases: LeaseStore = FakeLeaseStore()
     writer = JobWriter(job_store, outbox=writes, settled=settled, metrics=metrics)
     catalog = ModelCatalog.load(ROOT / "assets" / "manifest.toml", ROOT / ".cache" / "assets")
-    service = JobService(writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy)
+    webhook_store = FakeWebhookStore()
+    hooks: WebhookStore = webhook_store
+    service = JobService(
+        writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy, webhooks=hooks
+    )
     schemas = EventSchemas(ROOT / "openapi" / "asyncapi.yaml")
     batch_store = FakeBatchStore()
     batch_port: BatchStore = batch_store
@@ -298,6 +363,8 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
             WaitPolicy(wait.get("timeout", 2.0), wait.get("poll", 1.0)),
         ),
         policy=policy,
+        webhook_store=webhook_store,
+        webhooks=Webhooks(hooks, service, TargetPolicy()),
     )
 
 

@@ -14,10 +14,12 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
 import httpx
 from cloudevents.core.formats.json import JSONFormat
+from standardwebhooks import Webhook
 
 from inference_client import InferenceClient, RetryPolicy
 from inference_common.events import EventType, new_event
@@ -82,6 +84,11 @@ class FakeApi:
         self.peak_in_flight = 0
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_by_key: dict[str, str] = {}
+        # Webhooks: the callback of each job that named one, and what was delivered.
+        self.secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+        self.callbacks: dict[str, str] = {}
+        self.deliveries: dict[str, list[dict[str, Any]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def client(self, **kwargs: Any) -> InferenceClient:
         kwargs.setdefault("policy", RetryPolicy(backoff_s=0.001, max_backoff_s=0.01))
@@ -93,10 +100,11 @@ class FakeApi:
     async def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/api/v1/inference")
         self.requests.append((request.method, path))
-        if request.method == "GET" and path == "/models":
-            return httpx.Response(200, json={"items": MODELS})
         if request.method == "GET" and path == "/events":
             return self._events()
+        read = self._read_only(request.method, path)
+        if read is not None:
+            return read
         if request.method == "POST" and path == "/jobs":
             response = self._create(request)
             if self.finish_before_answer:
@@ -111,6 +119,17 @@ class FakeApi:
         if request.method == "GET" and not match.group(2) and "wait" in request.url.params:
             await self._long_poll(job, float(request.url.params["wait"]))
         return self._job_operation(request.method, match.group(2) or "", job)
+
+    def _read_only(self, method: str, path: str) -> httpx.Response | None:
+        """The models, the webhook secret and a job's deliveries: answers that change nothing."""
+        if method == "GET" and path == "/models":
+            return httpx.Response(200, json={"items": MODELS})
+        if method == "GET" and path == "/webhook-secret":
+            return httpx.Response(200, json={"secret": self.secret})
+        deliveries = re.fullmatch(r"/jobs/([0-9a-f]{32})/deliveries", path)
+        if method == "GET" and deliveries:
+            return httpx.Response(200, json={"items": self.deliveries.get(deliveries[1], [])})
+        return None
 
     async def _long_poll(self, job: dict[str, Any], wait_s: float) -> None:
         loop = asyncio.get_running_loop()
@@ -174,6 +193,9 @@ class FakeApi:
         }
         self.jobs[job_id] = job
         self.by_key[key] = job_id
+        callback = form_field(body, "callback")
+        if callback:
+            self.callbacks[job_id] = json.loads(callback)["url"]
         if form_field(body, "execute") == "true":
             self._queue(job)
         return httpx.Response(201, json=job)
@@ -269,10 +291,40 @@ class FakeApi:
         else:
             self._publish(EventType.COMPLETED, job_id, ev.completed(job_id))
             outcome = {"status": "DONE"}
+            if job_id in self.callbacks:
+                task = asyncio.get_running_loop().create_task(self._deliver(job_id))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
         if self.fold_lag_s > 0:
             asyncio.get_running_loop().call_later(self.fold_lag_s, job.update, outcome)
         else:
             job.update(outcome)
+
+    async def _deliver(self, job_id: str) -> None:
+        """POST the completed event, signed, to the job's callback (a real receiver)."""
+        body = (
+            JSONFormat()
+            .write(
+                new_event(EventType.COMPLETED, "/executor-service", job_id, ev.completed(job_id))
+            )
+            .decode()
+        )
+        webhook_id = f"msg_{job_id}"
+        at = datetime.now(UTC)
+        headers = {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": Webhook(self.secret).sign(webhook_id, at, body),
+        }
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(self.callbacks[job_id], content=body, headers=headers)
+        self.deliveries[job_id] = [
+            {
+                "id": webhook_id,
+                "state": "delivered" if answer.is_success else "dead",
+                "attempts": [{"attempt": 1, "status_code": answer.status_code}],
+            }
+        ]
 
     def _result(self, job: dict[str, Any]) -> httpx.Response:
         if job["status"] != "DONE":

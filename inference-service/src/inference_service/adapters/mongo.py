@@ -12,7 +12,8 @@ from inference_service.adapters.ferretdb_jobs import FerretDbJobStore, is_ferret
 from inference_service.adapters.mongo_batches import MongoBatchStore
 from inference_service.adapters.mongo_jobs import MongoJobStore
 from inference_service.adapters.mongo_leases import MongoLeaseStore
-from inference_service.ports import BatchStore, JobStore, LeaseStore
+from inference_service.adapters.mongo_webhooks import MongoWebhookStore
+from inference_service.ports import BatchStore, JobStore, LeaseStore, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,11 @@ class MongoConnection:
 
     def batch_store(self) -> BatchStore:
         return MongoBatchStore.on(self._db)
+
+    async def webhook_store(self) -> WebhookStore:
+        store = MongoWebhookStore(self._db)
+        await store.ensure_indexes()
+        return store
 
     def lease_store(self) -> LeaseStore:
         return MongoLeaseStore(self._db)

@@ -42,6 +42,8 @@ from inference_service.api.telemetry import (
     server_span_options,
 )
 from inference_service.api.validation import validator_map
+from inference_service.api.webhooks import WebhooksApi
+from inference_service.domain.webhook_urls import TargetPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.settings import ServiceSettings
 
@@ -56,6 +58,16 @@ def load_spec(openapi_dir: Path, *, with_api_keys: bool) -> dict[str, Any]:
     if not with_api_keys:
         spec["security"] = []
     return spec
+
+
+def _resolved(schemas: dict[str, Any], name: str) -> dict[str, Any]:
+    """A component schema whose `$ref`s to other components are inlined (one level)."""
+    schema = dict(schemas[name])
+    properties = {
+        key: schemas[value["$ref"].rsplit("/", 1)[1]] if "$ref" in value else value
+        for key, value in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties}
 
 
 class AppRuntime(Services, Protocol):
@@ -73,10 +85,18 @@ class AppRuntime(Services, Protocol):
 def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
     clients = settings.clients_by_key()
     spec = load_spec(settings.openapi_dir, with_api_keys=bool(clients))
-    options_validator = Draft4Validator(spec["components"]["schemas"]["ModelOptions"])
+    schemas = spec["components"]["schemas"]
+    options_validator = Draft4Validator(schemas["ModelOptions"])
     handlers = Handlers(
         models=ModelsApi(runtime),
-        jobs=JobsApi(runtime, settings.base_path, options_validator, settings.max_image_bytes),
+        jobs=JobsApi(
+            runtime,
+            settings.base_path,
+            options_validator,
+            settings.max_image_bytes,
+            callback_validator=Draft4Validator(_resolved(schemas, "WebhookTarget")),
+            targets=TargetPolicy(settings.webhook_allow_http, settings.webhook_allow_loopback),
+        ),
         batches=BatchesApi(
             runtime,
             settings.base_path,
@@ -85,6 +105,7 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
                 settings.batch_max_files, settings.batch_max_bytes, settings.max_image_bytes
             ),
         ),
+        webhooks=WebhooksApi(runtime, settings.base_path),
         streams=StreamsApi(runtime, settings.sse_keepalive_seconds),
         classify=ClassifyApi(runtime, settings.max_image_bytes),
     )

@@ -19,16 +19,19 @@ from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
 from inference_service.api.validation import ValidationProblem, collect
 from inference_service.api.views import batch_view, job_view, result_line, result_view
+from inference_service.api.webhooks import checked_target
 from inference_service.domain.batch import BatchProgress
 from inference_service.domain.catalog import ModelCatalog, UnknownModel
 from inference_service.domain.clock import as_utc
 from inference_service.domain.images import check_size
 from inference_service.domain.job import Job, JobFilter
 from inference_service.domain.lifecycle import JobStatus
+from inference_service.domain.webhook_urls import TargetPolicy
 from inference_service.service_layer.batches import BatchService, NewBatch
 from inference_service.service_layer.jobs import JobService, NewJob
 from inference_service.service_layer.live import LiveEvent, LiveEvents, Subscription
 from inference_service.service_layer.waiting import Classifier
+from inference_service.service_layer.webhooks import Webhooks
 
 Answer = tuple[Any, int, dict[str, str]]
 
@@ -46,6 +49,8 @@ class Services(Protocol):
     def live(self) -> LiveEvents | None: ...
     @property
     def classifier(self) -> Classifier: ...
+    @property
+    def webhooks(self) -> Webhooks: ...
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
@@ -79,11 +84,16 @@ class JobsApi:
         base_path: str,
         options_validator: Draft4Validator,
         max_image_bytes: int,
+        *,
+        callback_validator: Draft4Validator,
+        targets: TargetPolicy,
     ) -> None:
         self._services = services
         self.base_path = base_path
         self.options_validator = options_validator
         self.max_image_bytes = max_image_bytes
+        self.callback_validator = callback_validator
+        self.targets = targets
 
     @property
     def service(self) -> JobService:
@@ -126,12 +136,15 @@ class JobsApi:
         fields = body or {}
         data = None
         options = fields.get("options") or {}
+        callback = fields.get("callback")
         name = fields.get("name")
         if image is not None:
             if image.size is not None:
                 check_size(image.size, self.max_image_bytes)
             data = await image.read()
-            options = form_options(self.options_validator, options)
+            options = form_object(options, self.options_validator, "/options")
+            if callback is not None:
+                callback = form_object(callback, self.callback_validator, "/callback")
             name = name or image.filename
         job, created = await self.service.create(
             NewJob(
@@ -143,6 +156,9 @@ class JobsApi:
                 execute=bool(fields.get("execute", False)),
                 idempotency_key=header("Idempotency-Key"),
                 span=request_span(),
+                callback=(
+                    checked_target(self.targets, callback, "/callback") if callback else None
+                ),
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job.id))
@@ -184,26 +200,6 @@ class JobsApi:
         return answer(result_view(await self.service.result(owner_of(user), job_id)))
 
 
-def form_options(validator: Draft4Validator, raw: object) -> dict[str, Any]:
-    """Multipart carries the options as a JSON string; check it like the JSON body's."""
-    if isinstance(raw, dict):
-        parsed: object = raw
-    else:
-        try:
-            parsed = json.loads(str(raw)) if raw else {}
-        except ValueError:
-            raise ValidationProblem(
-                [{"detail": "options is not valid JSON", "pointer": "/options"}]
-            ) from None
-    errors = collect(validator, parsed)
-    if errors:
-        raise ValidationProblem(
-            [{**error, "pointer": "/options" + error["pointer"]} for error in errors]
-        )
-    assert isinstance(parsed, dict)
-    return parsed
-
-
 class BatchesApi:
     def __init__(
         self,
@@ -235,7 +231,7 @@ class BatchesApi:
         request = NewBatch(
             owner=owner_of(user),
             model=fields["model"],
-            options=form_options(self.options_validator, fields.get("options")),
+            options=form_object(fields.get("options"), self.options_validator, "/options"),
             idempotency_key=header("Idempotency-Key"),
             span=request_span(),
         )
@@ -330,6 +326,25 @@ def _sse(events: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
+def form_object(raw: object, validator: Draft4Validator, pointer: str) -> dict[str, Any]:
+    """Multipart carries an object as a JSON string; check it like the JSON body's."""
+    if isinstance(raw, dict):
+        parsed: object = raw
+    else:
+        try:
+            parsed = json.loads(str(raw)) if raw else {}
+        except ValueError:
+            detail = f"{pointer.lstrip('/')} is not valid JSON"
+            raise ValidationProblem([{"detail": detail, "pointer": pointer}]) from None
+    errors = collect(validator, parsed)
+    if errors:
+        raise ValidationProblem(
+            [{**error, "pointer": pointer + error["pointer"]} for error in errors]
+        )
+    assert isinstance(parsed, dict)
+    return parsed
+
+
 def _instant(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
@@ -342,7 +357,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 
 
 class Handlers:
-    """Resolves `models.*`, `jobs.*`, `batches.*` and `streams.*` operationIds to methods."""
+    """Resolves operationIds (`<group>.<method>`: `jobs.get_job`) to bound methods."""
 
     def __init__(self, **groups: object) -> None:
         self._groups = groups
