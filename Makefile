@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale bench-tracing faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -72,6 +72,9 @@ bench-executor: assets up  ## benchmark: the executor alone, from Kafka to resul
 bench-scale: assets up  ## benchmark: 1, 2, 3 executor processes in one group drain the same backlog (docs/scaling.md)
 	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mnist-lstm-tflm-float32 --jobs 1000
 	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mobilenet-v2-imagenet-quant --jobs 300
+
+bench-tracing: assets  ## benchmark: CPU per job with OpenTelemetry traces off and on (in-process, no servers)
+	$(RUN) python -m benchmarks.tracing
 
 lint: install
 	$(RUN) ruff check .

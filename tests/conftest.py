@@ -22,8 +22,12 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import MongoClient
 
+from inference_common import tracing
 from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
@@ -155,3 +159,17 @@ def isolated_env(
 @pytest.fixture
 def settings(isolated_env: dict[str, str]) -> CommonSettings:
     return CommonSettings()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """OpenTelemetry on for one test, every span it makes kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.activate(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.deactivate()
+        provider.shutdown()

@@ -22,7 +22,7 @@ from inference_client.problems import (
     problem_of,
     transport_failure,
 )
-from inference_client.resources import ImageUpload, Job, Model, UnexpectedResponse
+from inference_client.resources import Batch, ImageUpload, Job, Model, UnexpectedResponse
 from inference_client.retrying import (
     RetryNotice,
     RetryPolicy,
@@ -142,6 +142,59 @@ class InferenceClient:
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise UnexpectedResponse(f"GET /jobs/{job_id}/result: {body!r:.200}")
         return body
+
+    # --- batches ---
+
+    async def create_batch(
+        self,
+        images: list[ImageUpload],
+        *,
+        model: str,
+        idempotency_key: str,
+        options: dict[str, Any] | None = None,
+        archive: ImageUpload | None = None,
+    ) -> Batch:
+        """Many images as one batch (or one zip or tar `archive`); each becomes a job named
+        after its file. The key makes the whole upload safe to repeat."""
+        form = {"model": model}
+        if options:
+            form["options"] = json.dumps(options)
+        if archive is not None:
+            files = [("archive", (archive.name, archive.data, archive.media_type))]
+        else:
+            files = [("files", (image.name, image.data, image.media_type)) for image in images]
+        body = await self._json(
+            "POST",
+            "/batches",
+            idempotent=True,
+            data=form,
+            files=files,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return Batch.from_json(body)
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return Batch.from_json(await self._json("GET", f"/batches/{batch_id}", idempotent=True))
+
+    async def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        """The finished batch's JSON Lines, one dict per file in upload order; an ApiError
+        409 (`batch-not-finished`) before."""
+        response = await self._request("GET", f"/batches/{batch_id}/results", idempotent=True)
+        lines = []
+        for line in response.text.splitlines():
+            try:
+                lines.append(dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise UnexpectedResponse(f"a results line is not JSON: {line!r:.200}") from exc
+        return lines
+
+    async def cancel_batch(self, batch_id: str, reason: str | None = None) -> Batch:
+        body = {"reason": reason} if reason else None
+        path = f"/batches/{batch_id}/cancellation"
+        return Batch.from_json(await self._json("POST", path, json=body))
+
+    async def delete_batch(self, batch_id: str) -> None:
+        await self._request("DELETE", f"/batches/{batch_id}")
 
     async def events(
         self, path: str = "/events", on_open: Callable[[], None] | None = None

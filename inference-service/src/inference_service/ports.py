@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from inference_service.domain.batch import Batch
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter
@@ -75,6 +76,11 @@ class JobStore(Protocol):
         """Active jobs whose deadline passed before `at`."""
         ...
 
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Each job's status (`DELETED` for a deleted one); a job not stored is left out.
+        Read by `_id`: a batch's progress."""
+        ...
+
     # --- the outbox ---
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         """Jobs with events still to publish: the relay's recovery scan."""
@@ -100,6 +106,22 @@ class JobStore(Protocol):
     async def release_key(self, owner: str, key: str, job_id: str) -> None:
         """Free the key if `job_id` still holds it."""
         ...
+
+
+class BatchStore(Protocol):
+    """Batches, one document each, read and written by `_id`."""
+
+    async def get(self, batch_id: str) -> Batch | None: ...
+
+    async def add(self, batch: Batch) -> bool:
+        """Insert; False when a batch with its id exists (a concurrent retry wrote it)."""
+        ...
+
+    async def settle(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        """Record these jobs' final statuses; a write lost to a race is only a cache miss."""
+        ...
+
+    async def delete(self, batch_id: str) -> None: ...
 
 
 class LeaseStore(Protocol):

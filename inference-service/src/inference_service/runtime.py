@@ -30,10 +30,12 @@ from inference_service.adapters.kafka import (
     KafkaTail,
 )
 from inference_service.adapters.mongo import MongoConnection
+from inference_service.api.problems import file_problem
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
 from inference_service.domain.job import RetryPolicy
 from inference_service.metrics import ServiceMetrics
+from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.live import LiveEvents
@@ -73,6 +75,7 @@ class Runtime:
         self._admin: KafkaAdmin | None = None
         self._kafka_checked: tuple[float, bool] = (0.0, False)
         self._service: JobService | None = None
+        self._batches: BatchService | None = None
         self._classifier: Classifier | None = None
         self.relay: RelayLoop | None = None
         self.folding: ResultFolding | None = None
@@ -91,6 +94,12 @@ class Runtime:
         if self._service is None:
             raise NotStarted("the service has not started")
         return self._service
+
+    @property
+    def batches(self) -> BatchService:
+        if self._batches is None:
+            raise NotStarted("the service has not started")
+        return self._batches
 
     @property
     def classifier(self) -> Classifier:
@@ -124,6 +133,7 @@ class Runtime:
             self.policy,
             replica=replica.name,
         )
+        self._batches = BatchService(mongo.batch_store(), service, file_problem)
         self._classifier = Classifier(
             service,
             self.settled,
@@ -221,6 +231,7 @@ class Runtime:
             self._replica.close()
             self._replica = None
         self._service = None
+        self._batches = None
         self._classifier = None
         self._admin = None
 

@@ -23,6 +23,10 @@ class ServiceSettings(CommonSettings):
 
     max_image_bytes: int = Field(default=10 * MB, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # POST /batches: files per batch (multipart parts or archive members) and their bytes in
+    # all; each image also within the two limits above.
+    batch_max_files: int = Field(default=1000, ge=1)
+    batch_max_bytes: int = Field(default=256 * MB, gt=0)
     # Per client (API key owner, else remote address), per replica; 0 turns the limit off.
     # Well above what the simulator, `make demo` and the benchmarks send (docs/configuration.md).
     rate_limit_per_second: float = Field(default=1000.0, ge=0)

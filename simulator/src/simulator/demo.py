@@ -36,6 +36,8 @@ PREFERRED_IMAGES: Final = {
     "object_detection": "kite_and_cold",
     "describe": "kite_and_cold",
 }
+# A small batch: enough files to watch its counts move.
+BATCH_PHOTOS: Final = 3
 NOT_AN_IMAGE: Final = ImageUpload("notes.png", b"these bytes are not an image", "image/png")
 
 
@@ -83,6 +85,7 @@ class DemoScenario:
             await self._create_and_execute(model)
         await self._cancel_and_delete()
         await self._reject_garbage()
+        await self._small_batch()
         if n.surprises:
             n.console.print(f"\n[bold red]{len(n.surprises)} step(s) did not go as expected[/]")
             return 1
@@ -182,6 +185,46 @@ class DemoScenario:
             error = finished.error.code if finished.error else "no error"
             report = n.said if finished.status == "FAILED" else n.surprise
             report(f"accepted, then {finished.status} ({error})")
+
+    async def _small_batch(self) -> None:
+        """A few photos and one bad file as one batch: its counts as it runs, then its
+        results, one JSON line per file."""
+        n, model = self.narrator, self._photo_classifier()
+        photos = list(self.images.for_model(model.name))[:BATCH_PHOTOS]
+        n.step(f"POST /batches: {len(photos)} photos and one bad file as one {model.name} batch")
+        try:
+            batch = await self.client.create_batch(
+                [*photos, NOT_AN_IMAGE], model=model.name, idempotency_key=str(uuid.uuid4())
+            )
+            n.said(f"201 Created: batch {batch.id}, {batch.total} files")
+            for rejected in batch.rejected:
+                detail = rejected.problem.get("detail", "")
+                n.said(f"rejected {escape(rejected.name)}: {escape(str(detail))}")
+            async with asyncio.timeout(WAIT_TIMEOUT_S):
+                shown = ""
+                while True:
+                    counts = " ".join(f"{s}={c}" for s, c in batch.counts.items() if c)
+                    if counts != shown:
+                        shown = counts
+                        n.said(f"GET /batches/{short_id(batch.id)}: {batch.progress:.0%} {counts}")
+                    if batch.finished:
+                        break
+                    await asyncio.sleep(POLL_S)
+                    batch = await self.client.get_batch(batch.id)
+            lines = await self.client.batch_results(batch.id)
+        except TimeoutError:
+            n.surprise(f"the batch is not finished after {WAIT_TIMEOUT_S:g} s")
+            return
+        except (ApiFailure, UnexpectedResponse) as exc:
+            n.surprise(str(exc))
+            return
+        n.said(f"GET /batches/{short_id(batch.id)}/results: {len(lines)} JSON lines")
+        for line in lines:
+            outcome = line.get("result") or (line.get("problem") or {}).get("detail", "")
+            text = _describe({"result": outcome}) if line.get("result") else str(outcome)
+            n.said(f"  {escape(str(line['name']))} {line['status']}: {escape(text)}")
+        if [line["status"] for line in lines] != ["DONE"] * len(photos) + ["REJECTED"]:
+            n.surprise("the results are not every photo DONE and the bad file REJECTED")
 
     async def _create(self, model: Model, image: ImageUpload, execute: bool) -> Job | None:
         try:

@@ -7,7 +7,7 @@ unit tests exercise the same use cases production runs, without MongoDB or Kafka
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,12 +15,15 @@ from typing import Any
 
 from inference_common.contracts import EventSchemas
 from inference_common.image_store import ImageKey, ImageMissing, ImageStore
+from inference_service.api.problems import file_problem
+from inference_service.domain.batch import DELETED, Batch
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import (
+    BatchStore,
     DeadLetters,
     EventPublisher,
     JobStore,
@@ -29,6 +32,7 @@ from inference_service.ports import (
     Outbox,
     Record,
 )
+from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.relaying import OutboxRelaying
@@ -95,6 +99,14 @@ class FakeJobStore:
         self.reads += 1
         return [s.job for s in self.stored.values() if s.job.overdue(at)][:limit]
 
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        self.reads += 1
+        return {
+            job_id: DELETED if stored.job.deleted else stored.job.status.value
+            for job_id in job_ids
+            if (stored := self.stored.get(job_id)) is not None
+        }
+
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         self.reads += 1
         return [self._outbox(s) for s in self.stored.values() if s.outbox][:limit]
@@ -138,6 +150,28 @@ class FakeJobStore:
     def _outbox(stored: _Stored) -> Outbox:
         image = stored.job.image.uri if stored.job.image else None
         return Outbox(stored.job.id, tuple(stored.outbox), stored.job.deleted, image)
+
+
+class FakeBatchStore:
+    def __init__(self) -> None:
+        self.stored: dict[str, Batch] = {}
+        self.writes = 0
+
+    async def get(self, batch_id: str) -> Batch | None:
+        return self.stored.get(batch_id)
+
+    async def add(self, batch: Batch) -> bool:
+        self.writes += 1
+        return self.stored.setdefault(batch.id, batch) is batch
+
+    async def settle(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        self.writes += 1
+        if batch_id in self.stored:
+            self.stored[batch_id] = self.stored[batch_id].with_settled(statuses)
+
+    async def delete(self, batch_id: str) -> None:
+        self.writes += 1
+        self.stored.pop(batch_id, None)
 
 
 class FakeImageStore:
@@ -218,6 +252,8 @@ class Wired:
     writes: OutboxWrites
     settled: SettledJobs
     service: JobService
+    batch_store: FakeBatchStore
+    batches: BatchService
     folding: ResultFolding
     sweeping: DeadlineSweeping
     relaying: OutboxRelaying
@@ -239,6 +275,8 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
     catalog = ModelCatalog.load(ROOT / "assets" / "manifest.toml", ROOT / ".cache" / "assets")
     service = JobService(writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy)
     schemas = EventSchemas(ROOT / "openapi" / "asyncapi.yaml")
+    batch_store = FakeBatchStore()
+    batch_port: BatchStore = batch_store
     return Wired(
         store=store,
         images=images,
@@ -247,6 +285,8 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
         writes=writes,
         settled=settled,
         service=service,
+        batch_store=batch_store,
+        batches=BatchService(batch_port, service, file_problem),
         folding=ResultFolding(writer, schemas, policy, letters, metrics),
         sweeping=DeadlineSweeping(writer, policy, metrics),
         relaying=OutboxRelaying(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -79,6 +80,8 @@ class FakeApi:
         self.streams: list[asyncio.Queue[bytes]] = []
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_by_key: dict[str, str] = {}
 
     def client(self, **kwargs: Any) -> InferenceClient:
         kwargs.setdefault("policy", RetryPolicy(backoff_s=0.001, max_backoff_s=0.01))
@@ -99,6 +102,8 @@ class FakeApi:
             if self.finish_before_answer:
                 await asyncio.sleep(0.05)  # the event stream delivers before this answer
             return response
+        if path.startswith("/batches"):
+            return self._batch_operation(request, path)
         match = re.fullmatch(r"/jobs/([0-9a-f]{32})(/result|/execution|/cancellation)?", path)
         job = self.jobs.get(match.group(1)) if match else None
         if match is None or job is None:
@@ -172,6 +177,83 @@ class FakeApi:
         if form_field(body, "execute") == "true":
             self._queue(job)
         return httpx.Response(201, json=job)
+
+    def _batch_operation(self, request: httpx.Request, path: str) -> httpx.Response:
+        if request.method == "POST" and path == "/batches":
+            return self._create_batch(request)
+        match = re.fullmatch(r"/batches/([0-9a-f]{32})(/results)?", path)
+        batch = self.batches.get(match.group(1)) if match else None
+        if match is None or batch is None:
+            return problem(404, "batch-not-found", path)
+        view = self._batch_view(batch)
+        if not match.group(2):
+            return httpx.Response(200, json=view)
+        if not view["finished"]:
+            return problem(409, "batch-not-finished", "not yet", counts=view["counts"])
+        lines = [self._result_line(file) for file in batch["files"]]
+        return httpx.Response(200, text="".join(json.dumps(line) + "\n" for line in lines))
+
+    def _create_batch(self, request: httpx.Request) -> httpx.Response:
+        key = request.headers["Idempotency-Key"]
+        self.idempotency_keys.append(key)
+        if key in self.batch_by_key:
+            return httpx.Response(200, json=self._batch_view(self.batches[self.batch_by_key[key]]))
+        body = request.read()
+        model = form_field(body, "model") or ""
+        parts = re.findall(
+            rb'name="files"; filename="([^"]*)"\r\nContent-Type: [^\r]*\r\n\r\n(.*?)\r\n--',
+            body,
+            re.S,
+        )
+        files = []
+        for index, (name, data) in enumerate(parts):
+            file: dict[str, Any] = {"index": index, "name": name.decode(), "job_id": None}
+            if b"not an image" in data:
+                file["problem"] = {"type": "urn:p:unsupported-image-type", "title": "Unsupported",
+                                   "status": 415, "detail": "not an image"}  # fmt: skip
+            else:
+                job_id = uuid.uuid4().hex
+                job = {"id": job_id, "name": file["name"], "model": model, "status": "NEW",
+                       "attempt": 0, "error": None}  # fmt: skip
+                self.jobs[job_id] = job
+                self._queue(job)
+                file["job_id"] = job_id
+            files.append(file)
+        batch = {"id": uuid.uuid4().hex, "model": model, "files": files}
+        self.batches[batch["id"]] = batch
+        self.batch_by_key[key] = batch["id"]
+        return httpx.Response(201, json=self._batch_view(batch))
+
+    def _batch_view(self, batch: dict[str, Any]) -> dict[str, Any]:
+        counts = dict.fromkeys(
+            ["NEW", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "REJECTED", "DELETED"], 0
+        )
+        for file in batch["files"]:
+            job = self.jobs.get(file["job_id"] or "")
+            status = "REJECTED" if file["job_id"] is None else job["status"] if job else "DELETED"
+            counts[status] += 1
+        done = sum(counts[s] for s in ("DONE", "FAILED", "CANCELLED", "REJECTED", "DELETED"))
+        total = len(batch["files"])
+        return {
+            "id": batch["id"],
+            "model": batch["model"],
+            "total": total,
+            "counts": counts,
+            "progress": done / total if total else 1.0,
+            "finished": done == total,
+            "rejected": [f for f in batch["files"] if f["job_id"] is None],
+        }
+
+    def _result_line(self, file: dict[str, Any]) -> dict[str, Any]:
+        line = {key: file[key] for key in ("index", "name", "job_id")}
+        job = self.jobs.get(file["job_id"] or "")
+        if job is None:
+            return {**line, "status": "REJECTED", "problem": file.get("problem")}
+        if job["status"] == "DONE":
+            return {**line, "status": "DONE", "result": ev.classification()}
+        problem_body = {"type": "urn:p:job-failed", "title": "Conflict", "status": 409,
+                        "error": job["error"]}  # fmt: skip
+        return {**line, "status": job["status"], "problem": problem_body}
 
     def _finish(self, job_id: str) -> None:
         self.in_flight -= 1

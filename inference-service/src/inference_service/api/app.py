@@ -15,18 +15,32 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from jsonschema import Draft4Validator
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from inference_common import tracing
 from inference_service.api import problems
+from inference_service.api.batch_uploads import BatchLimits
 from inference_service.api.classify import ClassifyApi
-from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, Services, StreamsApi
+from inference_service.api.handlers import (
+    BatchesApi,
+    Handlers,
+    JobsApi,
+    ModelsApi,
+    Services,
+    StreamsApi,
+)
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware
 from inference_service.api.security import api_key_handler
-from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
+from inference_service.api.telemetry import (
+    RequestTelemetry,
+    RouteTemplates,
+    server_span_options,
+)
 from inference_service.api.validation import validator_map
 from inference_service.metrics import ServiceMetrics
 from inference_service.settings import ServiceSettings
@@ -59,11 +73,17 @@ class AppRuntime(Services, Protocol):
 def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
     clients = settings.clients_by_key()
     spec = load_spec(settings.openapi_dir, with_api_keys=bool(clients))
-    options_schema = spec["components"]["schemas"]["ModelOptions"]
+    options_validator = Draft4Validator(spec["components"]["schemas"]["ModelOptions"])
     handlers = Handlers(
         models=ModelsApi(runtime),
-        jobs=JobsApi(
-            runtime, settings.base_path, Draft4Validator(options_schema), settings.max_image_bytes
+        jobs=JobsApi(runtime, settings.base_path, options_validator, settings.max_image_bytes),
+        batches=BatchesApi(
+            runtime,
+            settings.base_path,
+            options_validator,
+            BatchLimits(
+                settings.batch_max_files, settings.batch_max_bytes, settings.max_image_bytes
+            ),
         ),
         streams=StreamsApi(runtime, settings.sse_keepalive_seconds),
         classify=ClassifyApi(runtime, settings.max_image_bytes),
@@ -109,12 +129,25 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
         max_body_bytes=settings.max_image_bytes + MULTIPART_ALLOWANCE,
         # The challenge's endpoint answers every invalid input with 404, too large included.
         status_by_path={settings.base_path + "/mnist/classify": 404},
+        # A batch carries many images: its own limit (the parts' boundaries and names too).
+        max_by_path={
+            settings.base_path + "/batches": settings.batch_max_bytes
+            + MULTIPART_ALLOWANCE * (1 + settings.batch_max_files // 64)
+        },
     )
+    routes = RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS)
+    if tracing.active_provider() is not None:
+        # Added first, so outside RequestTelemetry: the request's span is current in there.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            **server_span_options(routes, untraced=ROOT_PATHS),
+        )
     app.add_middleware(
         RequestTelemetry,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=runtime.metrics,
-        routes=RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS),
+        routes=routes,
         access=settings.access_log,
     )
     app.add_error_handler(ProblemException, problems.from_connexion)
