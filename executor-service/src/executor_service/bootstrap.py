@@ -25,7 +25,13 @@ from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
 from inference_common.contracts import EventSchemas
 from inference_common.image_stores import open_image_store
-from inference_common.kafka import consumer_config, ensure_topics, producer_config, static_member
+from inference_common.kafka import (
+    BatchConsumer,
+    consumer_config,
+    ensure_topics,
+    producer_config,
+    static_member,
+)
 from inference_common.mongo import sync_client
 from inference_common.replica import ReplicaSlot
 
@@ -52,17 +58,19 @@ class Executor:
         self._mongo = sync_client(settings)
         self.producer = Producer(producer_config(settings, **{"client.id": self.executor}))
         self.replica = ReplicaSlot.claim(settings, settings.executor_group_id)
-        consumer = Consumer(
-            consumer_config(
-                settings,
-                settings.executor_group_id,
-                **static_member(settings, self.replica, settings.topic_jobs),
-                **{
-                    "client.id": self.executor,
-                    "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
-                    "statistics.interval.ms": settings.executor_lag_interval_ms,
-                    "stats_cb": ConsumerLag(self.metrics.consumer_lag).on_statistics,
-                },
+        consumer = BatchConsumer(
+            Consumer(
+                consumer_config(
+                    settings,
+                    settings.executor_group_id,
+                    **static_member(settings, self.replica, settings.topic_jobs),
+                    **{
+                        "client.id": self.executor,
+                        "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
+                        "statistics.interval.ms": settings.executor_lag_interval_ms,
+                        "stats_cb": ConsumerLag(self.metrics.consumer_lag).on_statistics,
+                    },
+                )
             )
         )
         # Reads by each claim check's scheme; shares this process's MongoDB client.

@@ -26,12 +26,18 @@ from executor_service.batching import superseded_requests
 from executor_service.execution import ExecutionContext, run_execution
 from executor_service.jobs import Execution, parse_execution
 from executor_service.models import ModelRegistry
-from executor_service.offsets import OffsetTracker, Partition, Work
+from executor_service.offsets import OffsetTracker, Work
 from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.events import Envelope, EventType, InvalidEvent, KafkaRecord
-from inference_common.kafka import consume_available, dead_letter_copy, decode, message_position
+from inference_common.kafka import (
+    BatchConsumer,
+    Partition,
+    dead_letter_copy,
+    decode,
+    message_position,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +58,7 @@ class ExecutorService:
     def __init__(
         self,
         settings: ExecutorSettings,
-        consumer: Consumer,
+        consumer: BatchConsumer,
         producer: Producer,
         pool: WorkerPool,
         context: ExecutionContext,
@@ -70,7 +76,6 @@ class ExecutorService:
         self._stopping = threading.Event()
         self._tracker = OffsetTracker(on_done=self._wake.set)
         self._done_offsets: dict[Partition, int] = {}
-        self._sent_offsets: dict[Partition, int] = {}
         # Requests consumed but not yet handed to the pool, in offset order.
         self._backlog: deque[_Queued] = deque()
         self._running = 0  # executions queued or running in the pool
@@ -120,11 +125,13 @@ class ExecutorService:
         self._dispatch()
 
     def _fetch(self) -> list[Message]:
-        return consume_available(
-            self._consumer,
-            self._settings.executor_batch_size,
-            self._settings.executor_poll_timeout_s,
-        )
+        try:
+            return self._consumer.next_batch(
+                self._settings.executor_batch_size, self._settings.executor_poll_timeout_s
+            )
+        except KafkaException as exc:
+            self._fail(f"consumer: {exc}")
+            return []
 
     def _dispatch(self) -> None:
         while self._backlog and self._running < self._settings.max_in_flight:
@@ -149,10 +156,7 @@ class ExecutorService:
         self._producer.flush(max(0.0, deadline - time.monotonic()))
         self._commit(asynchronous=False)
         unfinished = self._tracker.open
-        try:
-            self._consumer.close()  # leaving now spares the group a session timeout
-        except KafkaException as exc:
-            log.warning("closing the consumer failed", extra={"error": str(exc)})
+        self._consumer.close()
         self._pool.stop(timeout=1.0 if self.fatal else None)
         if self._prefetcher is not None:
             self._prefetcher.close()
@@ -167,10 +171,6 @@ class ExecutorService:
     def _handle(self, messages: list[Message]) -> None:
         batch: list[tuple[Message, Work, Envelope | None, str]] = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
             work = self._tracker.track(*message_position(message))
             try:
                 envelope = decode(message)
@@ -272,22 +272,7 @@ class ExecutorService:
             if partitions is None
             else {p: self._done_offsets[p] for p in partitions if p in self._done_offsets}
         )
-        # A sync commit repeats everything: an earlier asynchronous one may have failed.
-        offsets = [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in wanted.items()
-            if not asynchronous or self._sent_offsets.get((topic, partition)) != offset
-        ]
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            self._sent_offsets.update(((tp.topic, tp.partition), tp.offset) for tp in offsets)
-        except KafkaException as exc:
-            log.warning("commit failed; the next one covers it", extra={"error": str(exc)})
+        self._consumer.commit(wanted, asynchronous=asynchronous)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
@@ -315,9 +300,9 @@ class ExecutorService:
 
     def _release(self, keys: list[Partition]) -> None:
         self._tracker.forget(keys)
+        self._consumer.forget(keys)
         for key in keys:
             self._done_offsets.pop(key, None)
-            self._sent_offsets.pop(key, None)
             # Its lag is the new owner's to report (lag.py); none may have been reported yet.
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(key[0], str(key[1]))
@@ -330,12 +315,6 @@ class ExecutorService:
             else:
                 kept.append(queued)
         self._backlog = kept
-
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fail(f"consumer: {error}")
-        else:
-            log.warning("consumer error", extra={"error": str(error)})
 
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
