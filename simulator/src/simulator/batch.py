@@ -20,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +31,7 @@ from inference_client import (
     ApiFailure,
     ApiUnreachable,
     ImageUpload,
+    InferenceClient,
     Job,
     ServerSentEvent,
     UnexpectedResponse,
@@ -64,29 +65,6 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (file, sha256, model)
 )
 """
-
-
-class BatchApi(Protocol):
-    """What the batch needs of InferenceClient (unit tests give a fake)."""
-
-    async def create_job(
-        self,
-        image: ImageUpload,
-        *,
-        name: str,
-        model: str,
-        idempotency_key: str,
-        options: dict[str, Any] | None = None,
-        execute: bool = True,
-    ) -> Job: ...
-
-    async def get_job(self, job_id: str, wait_s: float = 0.0) -> Job: ...
-
-    async def get_result(self, job_id: str) -> dict[str, Any]: ...
-
-    def events(
-        self, path: str = "/events", on_open: Callable[[], None] | None = None
-    ) -> AsyncIterator[ServerSentEvent]: ...
 
 
 class BatchProgress(Protocol):
@@ -263,7 +241,7 @@ class BatchSummary:
 class BatchRun:
     def __init__(
         self,
-        client: BatchApi,
+        client: InferenceClient,
         store: ResultStore,
         log: BatchLog,
         options: BatchOptions,
