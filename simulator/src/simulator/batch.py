@@ -238,23 +238,16 @@ class BatchSummary:
         )
 
 
+@dataclass(eq=False)
 class BatchRun:
-    def __init__(
-        self,
-        client: InferenceClient,
-        store: ResultStore,
-        log: BatchLog,
-        options: BatchOptions,
-        progress: BatchProgress | None = None,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.log = log
-        self.options = options
-        self.progress = progress or NoProgress()
-        self.summary = BatchSummary()
-        self._stream_open = asyncio.Event()
-        self._jobs: dict[str, str] = {}  # job id → file name, for the event log lines
+    client: InferenceClient
+    store: ResultStore
+    log: BatchLog
+    options: BatchOptions
+    progress: BatchProgress = field(default_factory=NoProgress)
+    summary: BatchSummary = field(default_factory=BatchSummary, init=False)
+    _stream_open: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _jobs: dict[str, str] = field(default_factory=dict, init=False)  # job id → file name
 
     async def run(self) -> BatchSummary:
         """Raises ApiUnreachable when the API cannot be reached at all."""

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
@@ -23,7 +23,7 @@ from inference_service.domain.images import inspect_image
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy, StoredImage
 from inference_service.domain.jobs import ImageInfo, new_job_id, request_fingerprint
 from inference_service.domain.lifecycle import Action, JobStatus, require
-from inference_service.ports import KeyHolder, StoreUnavailable
+from inference_service.ports import JobStore, KeyHolder, StoreUnavailable
 from inference_service.service_layer.writer import JobWriter
 
 log = logging.getLogger(__name__)
@@ -101,27 +101,25 @@ class NewJob:
     span: Span = field(default_factory=Span)
 
 
+@dataclass(eq=False)
 class JobService:
-    def __init__(
-        self,
-        writer: JobWriter,
-        images: ImageStore,
-        catalog: ModelCatalog,
-        limits: Limits,
-        policy: RetryPolicy,
-        *,
-        replica: str | None = None,
-    ) -> None:
-        self.writer = writer
-        self.jobs = writer.store
-        self.images = images
-        self.catalog = catalog
-        self.limits = limits
-        self.policy = policy
-        # Who claims Idempotency-Keys: this replica's name (one live process at a time holds
-        # it, inference_common.replica) and this process.
-        self.replica = replica
-        self.claimant = f"{replica}/{uuid.uuid4().hex}" if replica else None
+    writer: JobWriter
+    images: ImageStore
+    catalog: ModelCatalog
+    limits: Limits
+    policy: RetryPolicy
+    _: KW_ONLY
+    # Who claims Idempotency-Keys: this replica's name (one live process at a time holds
+    # it, inference_common.replica) and this process.
+    replica: str | None = None
+    claimant: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claimant = f"{self.replica}/{uuid.uuid4().hex}" if self.replica else None
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.writer.store
 
     # --- reads ---
 
