@@ -1,4 +1,5 @@
-"""The poll loop: jobs topic in, work to the pool, results out, offsets committed after.
+"""The executor's one Kafka module: its clients, and the poll loop (jobs topic in, work to
+the pool, results out, offsets committed after).
 
 The loop thread only polls, dispatches and commits; inference runs on the worker threads, so
 the loop keeps the group membership alive however long a job takes. At most `max_in_flight`
@@ -25,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from executor_service.batching import superseded_requests
 from executor_service.execution import ExecutionContext, run_execution
 from executor_service.jobs import Execution, parse_execution
+from executor_service.lag import ConsumerLag
 from executor_service.models import ModelRegistry
 from executor_service.offsets import OffsetTracker, Work
 from executor_service.prefetch import ImagePrefetcher
@@ -34,10 +36,14 @@ from inference_common.events import Envelope, EventType, InvalidEvent, KafkaReco
 from inference_common.kafka import (
     BatchConsumer,
     Partition,
+    consumer_config,
     dead_letter_copy,
     decode,
     message_position,
+    producer_config,
+    static_member,
 )
+from inference_common.replica import ReplicaSlot
 
 log = logging.getLogger(__name__)
 
@@ -319,6 +325,27 @@ class ExecutorService:
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
     return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+
+
+def kafka_clients(
+    settings: ExecutorSettings, client_id: str, replica: ReplicaSlot, lag: ConsumerLag
+) -> tuple[BatchConsumer, Producer]:
+    """The group member reading the jobs topic (static, named after the replica; its lag
+    from librdkafka's statistics) and the producer of results and dead letters."""
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            settings.executor_group_id,
+            **static_member(settings, replica, settings.topic_jobs),
+            **{
+                "client.id": client_id,
+                "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
+                "statistics.interval.ms": settings.executor_lag_interval_ms,
+                "stats_cb": lag.on_statistics,
+            },
+        )
+    )
+    return BatchConsumer(consumer), Producer(producer_config(settings, **{"client.id": client_id}))
 
 
 def kafka_reachable(client: Any, topic: str, timeout: float = 2.0) -> bool:
