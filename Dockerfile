@@ -58,34 +58,35 @@ ENV PATH=/app/.venv/bin:$PATH \
     ASSETS_MANIFEST=/app/assets/manifest.toml \
     ASSETS_CACHE_DIR=/app/.cache/assets
 
+# What both services add: the contracts (the executor checks every request against
+# asyncapi.yaml), a user of their own, and SIGTERM to stop them cleanly.
+FROM runtime AS service
+COPY openapi openapi
+ENV OPENAPI_DIR=/app/openapi
+USER app
+STOPSIGNAL SIGTERM
+
 # The job service: API, outbox relay, result folder and deadline sweeper in one process.
-FROM runtime AS inference-service
+# uvicorn drains on SIGTERM; give it the 10 s it allows itself.
+FROM service AS inference-service
 COPY --from=inference-service-build /app/.venv /app/.venv
 COPY --from=inference-service-build --chown=app /app/.cache/assets /app/.cache/assets
-COPY openapi openapi
-ENV SERVICE_HOST=0.0.0.0 SERVICE_PORT=8080 OPENAPI_DIR=/app/openapi
-USER app
+ENV SERVICE_HOST=0.0.0.0 SERVICE_PORT=8080
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
-# uvicorn drains on SIGTERM; give it the 10 s it allows itself.
-STOPSIGNAL SIGTERM
 CMD ["inference-service"]
 
 # The executor: a Kafka consumer group member that runs the manifest's TFLite models.
-FROM runtime AS executor-service
+# SIGTERM: stop fetching, finish in-flight jobs, publish, commit, exit 0. Allow the orchestrator
+# a grace period of at least EXECUTOR_SHUTDOWN_TIMEOUT_S (60 s by default) before SIGKILL.
+FROM service AS executor-service
 COPY --from=executor-service-build /app/.venv /app/.venv
 COPY --from=executor-service-build /app/.cache/assets /app/.cache/assets
-# The event schemas every request is checked against (asyncapi.yaml).
-COPY openapi openapi
-ENV EXECUTOR_HTTP_HOST=0.0.0.0 OPENAPI_DIR=/app/openapi
-USER app
+ENV EXECUTOR_HTTP_HOST=0.0.0.0
 EXPOSE 8081
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8081/healthz', timeout=2)"]
-# SIGTERM: stop fetching, finish in-flight jobs, publish, commit, exit 0. Allow the orchestrator
-# a grace period of at least EXECUTOR_SHUTDOWN_TIMEOUT_S (60 s by default) before SIGKILL.
-STOPSIGNAL SIGTERM
 CMD ["executor-service"]
 
 # The Streamlit page over the public API.
