@@ -174,7 +174,8 @@ def stages_after(
     until: float = float("inf"),
 ) -> str:
     """Where the seconds of one recovery went: each stage of the first new job done, and the
-    last of each stage among the jobs submitted before the restart, from the restart."""
+    last of each stage among the jobs submitted before the restart, from the restart (n/a:
+    not before the next fault)."""
     before = [
         o
         for o in outcomes
@@ -189,7 +190,10 @@ def stages_after(
     ]
 
     def shown(moment: float | None) -> str:
-        return "n/a" if moment is None else f"{max(moment - restarted_at, 0.0):.1f}"
+        # Past the next fault, which adds delays of its own: not this fault's figure.
+        if moment is None or moment > until:
+            return "n/a"
+        return f"{max(moment - restarted_at, 0.0):.1f}"
 
     def path(stage: Stages | None, seen: float | None) -> str:
         stage = stage or Stages(None, None, None)
@@ -481,7 +485,7 @@ def run_faults(plan: FaultPlan, workdir: Path | None = None, keep: bool = False)
     return figures
 
 
-def _fault_kinds(value: str) -> tuple[str, ...]:
+def fault_kinds(value: str) -> tuple[str, ...]:
     """`kafka,service` -> (KAFKA, SERVICE); an empty string: executor kills only."""
     names = {"database": DATABASE, "kafka": KAFKA, "service": SERVICE}
     kinds = [name.strip() for name in value.split(",") if name.strip()]
@@ -501,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pacing.add_argument("--concurrency", type=int, help="closed loop: jobs in flight")
     parser.add_argument(
         "--faults",
-        type=_fault_kinds,
+        type=fault_kinds,
         default=FaultPlan.others,
         help="besides the executor kills, in this order (default: database,kafka,service)",
     )

@@ -60,3 +60,7 @@ def test_the_stages_say_where_the_seconds_of_a_recovery_went() -> None:
         "first new job: created 2.0, executed 4.0, folded 5.0, seen 6.0; "
         "backlog, last: created 0.0, executed 10.0, folded 11.0, seen 12.0"
     )
+    assert stages_after(10.0, outcomes, stages, until=20.5) == (
+        "first new job: created 2.0, executed 4.0, folded 5.0, seen 6.0; "
+        "backlog, last: created 0.0, executed 10.0, folded n/a, seen n/a"
+    )
