@@ -19,7 +19,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import ModuleType
@@ -49,7 +48,8 @@ class Traffic:
 
     def __init__(self, settings: CommonSettings) -> None:
         self.settings = settings
-        self.topic = f"broker-restart-{uuid.uuid4().hex[:8]}"
+        # One topic for every run: each partition adds to the broker's log recovery.
+        self.topic = "broker-restart-probe"
         self.delivered: list[tuple[float, float]] = []  # (produced at, delivered at)
         self.consumed: list[tuple[float, float]] = []  # (produced at, consumed at)
         self.stop = threading.Event()
