@@ -322,7 +322,13 @@ class Wired:
     webhooks: Webhooks
 
 
-def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
+def wire(
+    *,
+    max_attempts: int = 3,
+    deadline_seconds: float = 60.0,
+    concurrent_creates: int = 16,
+    **wait: Any,
+) -> Wired:
     store, images = FakeJobStore(), FakeImageStore()
     publisher, dead_letters = FakePublisher(), FakeDeadLetters()
     writes, settled, metrics = OutboxWrites(), SettledJobs(), ServiceMetrics()
@@ -337,7 +343,13 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
     webhook_store = FakeWebhookStore()
     hooks: WebhookStore = webhook_store
     service = JobService(
-        writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy, webhooks=hooks
+        writer,
+        image_store,
+        catalog,
+        Limits(10_000_000, 40_000_000),
+        policy,
+        webhooks=hooks,
+        concurrent_creates=concurrent_creates,
     )
     schemas = EventSchemas(ROOT / "openapi" / "asyncapi.yaml")
     batch_store = FakeBatchStore()
