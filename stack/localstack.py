@@ -531,9 +531,9 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 offsets.topic.num.partitions=6
 # After a kill -9 the restarted broker cannot register until the old registration's session
-# expires, counted from the restarted controller's start (default 9 s; at 4 s it still made up
-# 4 of the 10 s a restart took on a quiet machine: docs/faults.md). Heartbeats to match: a live
-# broker is fenced only after four are missed in a row.
+# expires, counted from the restarted controller's start (default 9 s; at 4 s it still cost a
+# restart 4 to 5 s: docs/faults.md). Heartbeats to match: a live broker is fenced only after
+# four are missed in a row.
 broker.session.timeout.ms=2000
 broker.heartbeat.interval.ms=500
 # Consumers of the KIP-848 protocol (group.protocol=consumer) get their session and heartbeat
