@@ -152,7 +152,6 @@ class Runtime:
             self.policy,
             replica=replica.name,
             webhooks=webhook_store,
-            concurrent_creates=settings.max_concurrent_creates,
         )
         self._batches = BatchService(mongo.batch_store(), service, file_problem)
         self._webhooks = Webhooks(webhook_store, service, targets)

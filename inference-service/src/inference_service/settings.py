@@ -27,8 +27,6 @@ class ServiceSettings(CommonSettings):
     # all; each image also within the two limits above.
     batch_max_files: int = Field(default=1000, ge=1)
     batch_max_bytes: int = Field(default=256 * MB, gt=0)
-    # Creates worked on at once; more wait their turn (docs/faults.md: a burst after a restart).
-    max_concurrent_creates: int = Field(default=16, ge=1)
     # Per client (API key owner, else remote address), per replica; 0 turns the limit off.
     # Well above what the simulator, `make demo` and the benchmarks send (docs/configuration.md).
     rate_limit_per_second: float = Field(default=1000.0, ge=0)

@@ -322,13 +322,7 @@ class Wired:
     webhooks: Webhooks
 
 
-def wire(
-    *,
-    max_attempts: int = 3,
-    deadline_seconds: float = 60.0,
-    concurrent_creates: int = 16,
-    **wait: Any,
-) -> Wired:
+def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
     store, images = FakeJobStore(), FakeImageStore()
     publisher, dead_letters = FakePublisher(), FakeDeadLetters()
     writes, settled, metrics = OutboxWrites(), SettledJobs(), ServiceMetrics()
@@ -343,13 +337,7 @@ def wire(
     webhook_store = FakeWebhookStore()
     hooks: WebhookStore = webhook_store
     service = JobService(
-        writer,
-        image_store,
-        catalog,
-        Limits(10_000_000, 40_000_000),
-        policy,
-        webhooks=hooks,
-        concurrent_creates=concurrent_creates,
+        writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy, webhooks=hooks
     )
     schemas = EventSchemas(ROOT / "openapi" / "asyncapi.yaml")
     batch_store = FakeBatchStore()

@@ -11,7 +11,6 @@ import pytest
 from inference_common.events import EventType
 from inference_common.tracecontext import Span
 from inference_service.domain.job import JobFilter
-from inference_service.domain.jobs import ImageInfo
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
 from inference_service.service_layer.jobs import (
     ExecuteNeedsImage,
@@ -43,36 +42,6 @@ def test_a_created_job_is_stored_with_its_image_and_events_in_one_write() -> Non
     # Handed to the relay as written: it needs no read to publish them.
     [handed] = wired.writes.take(10)
     assert [e.type for e in handed.events] == events
-
-
-def test_a_burst_of_creates_is_taken_in_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    def most_at_once(admitted: int) -> int:
-        """How many of a burst of 10 creates were validating their image at once."""
-        wired = wire(concurrent_creates=admitted)
-        inspect = wired.service.inspect
-        inside, most = 0, 0
-
-        async def counted(data: bytes) -> ImageInfo:
-            nonlocal inside, most
-            inside += 1
-            most = max(most, inside)
-            try:
-                await asyncio.sleep(0)  # a turn for every other create
-                return await inspect(data)
-            finally:
-                inside -= 1
-
-        monkeypatch.setattr(wired.service, "inspect", counted)
-
-        async def burst() -> list[bool]:
-            made = await asyncio.gather(*(wired.service.create(new_job()) for _ in range(10)))
-            return [created for _, created in made]
-
-        assert run(burst()) == [True] * 10
-        return most
-
-    assert most_at_once(2) == 2
-    assert most_at_once(10) == 10  # the count sees a burst that is let in
 
 
 def test_execute_needs_an_image() -> None:

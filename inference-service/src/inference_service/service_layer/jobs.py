@@ -115,7 +115,6 @@ class JobService:
         *,
         replica: str | None = None,
         webhooks: WebhookStore | None = None,
-        concurrent_creates: int = 16,
     ) -> None:
         self.writer = writer
         self.webhooks = webhooks
@@ -128,11 +127,6 @@ class JobService:
         # it, inference_common.replica) and this process.
         self.replica = replica
         self.claimant = f"{replica}/{uuid.uuid4().hex}" if replica else None
-        # Creates admitted at once. Each takes several turns on the shared threads and the
-        # database; a burst taken in all at once (the retries of every client after a restart)
-        # goes through those turns in lockstep, and none is stored before all are. Admitted a
-        # few at a time, the first are stored, published and run while the rest wait.
-        self._creating = asyncio.Semaphore(concurrent_creates)
 
     # --- reads ---
 
@@ -185,10 +179,6 @@ class JobService:
 
     async def create(self, request: NewJob) -> tuple[Job, bool]:
         """The job and whether it is new (False: an idempotent retry of an earlier create)."""
-        async with self._creating:
-            return await self._admitted(request)
-
-    async def _admitted(self, request: NewJob) -> tuple[Job, bool]:
         entry = self.catalog.get(request.model)
         options = entry.options_with_defaults(request.options)
         if request.execute and request.image is None:
