@@ -249,6 +249,7 @@ class JobService:
             fingerprint=fp,
             traceparent=traceparent,
             at=at,
+            callback=_callback_fields(request.callback),
         )
         if request.execute:
             change = change.then(change.after.execute(at, self.policy, traceparent))
@@ -352,3 +353,10 @@ class JobService:
 def _fields(job: Job) -> dict[str, Any]:
     """What finds a job's log lines: its id and the trace of its latest change."""
     return {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
+
+
+def _callback_fields(callback: tuple[str, EventsWanted] | None) -> dict[str, str] | None:
+    if callback is None:
+        return None
+    url, events = callback
+    return {"url": url, "events": events.value}
