@@ -191,3 +191,34 @@ def test_without_the_ca_file_the_test_ca_is_not_trusted(ca: trustme.CA) -> None:
     response, server = post(system_only, ca.issue_cert(HOST))
     assert "certificate verify failed" in (response.error or "")
     assert server.requests == []
+
+
+def test_an_international_name_goes_out_in_its_ascii_form(ca: trustme.CA) -> None:
+    # SNI, the certificate check, the lookup and `Host` all use the IDNA (A-label) form:
+    # the name as typed cannot be written into a header or a ClientHello.
+    looked_up: list[str] = []
+
+    async def resolve(host: str, _port: int) -> list[Address]:
+        looked_up.append(host)
+        return [ipaddress.ip_address(CHECKED)]
+
+    with ca.cert_pem.tempfile() as ca_file:
+        sender = SafeWebhookSender(
+            POLICY,
+            connect_timeout=2.0,
+            read_timeout=2.0,
+            max_response_bytes=4096,
+            resolver=resolve,
+            tls=tls_context(Path(ca_file)),
+        )
+
+        async def scenario() -> tuple[Response, TlsServer]:
+            async with serving(ca.issue_cert("xn--bcher-kva.test")) as server:
+                url = f"https://bücher.test:{server.port}/in"
+                return await sender.post(url, b"{}", {}), server
+
+        response, server = asyncio.run(scenario())
+    assert response.ok, response.error
+    assert looked_up == ["xn--bcher-kva.test"]
+    assert server.server_names == ["xn--bcher-kva.test"]
+    assert f"host: xn--bcher-kva.test:{server.port}".encode() in server.requests[0].lower()
