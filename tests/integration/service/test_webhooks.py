@@ -355,26 +355,27 @@ def test_a_dispatcher_restart_mid_delivery_loses_and_repeats_nothing_in_effect()
     )
 
 
-def https_receiver(certificate: trustme.LeafCert) -> Receiver:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    certificate.configure_cert(context)
-    return Receiver(tls=context)
-
-
-def https_only_trusting(ca: trustme.CA, tmp_path: Path) -> dict[str, Any]:
-    """The service's settings for `https` only, trusting `ca` through WEBHOOK_CA_FILE."""
+def over_https(certified_name: str, tmp_path: Path) -> tuple[Receiver, dict[str, Any], str]:
+    """One job to its end with a callback to an `https` receiver whose certificate, from a
+    throwaway CA, is for `certified_name`; the service trusts that CA only through
+    WEBHOOK_CA_FILE and takes `https` only. The receiver, the settled delivery, the secret."""
+    ca = trustme.CA()
     ca_file = tmp_path / "webhook-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    return {"webhook_allow_http": False, "webhook_ca_file": ca_file}
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(certified_name).configure_cert(context)
+    receiver = Receiver(tls=context)
+    try:
+        _job, delivery, secret = one_job_to_its_end(
+            receiver, webhook_allow_http=False, webhook_ca_file=ca_file
+        )
+    finally:
+        receiver.close()
+    return receiver, delivery, secret
 
 
 def test_https_to_a_receiver_behind_a_private_ca(tmp_path: Path) -> None:
-    ca = trustme.CA()
-    receiver = https_receiver(ca.issue_cert("localhost"))
-    try:
-        _job, delivery, secret = one_job_to_its_end(receiver, **https_only_trusting(ca, tmp_path))
-    finally:
-        receiver.close()
+    receiver, delivery, secret = over_https("localhost", tmp_path)
     assert receiver.url.startswith("https://localhost:")
     assert delivery["state"] == "delivered", delivery
     assert [a["status_code"] for a in delivery["attempts"]] == [200]
@@ -385,12 +386,7 @@ def test_https_to_a_receiver_behind_a_private_ca(tmp_path: Path) -> None:
 def test_a_certificate_for_another_name_is_a_failed_attempt_with_its_reason(
     tmp_path: Path,
 ) -> None:
-    ca = trustme.CA()
-    receiver = https_receiver(ca.issue_cert("other.test"))
-    try:
-        _job, delivery, _secret = one_job_to_its_end(receiver, **https_only_trusting(ca, tmp_path))
-    finally:
-        receiver.close()
+    receiver, delivery, _secret = over_https("other.test", tmp_path)
     assert delivery["state"] == "dead" and len(delivery["attempts"]) == 3
     for attempt in delivery["attempts"]:
         assert attempt["status_code"] is None

@@ -86,23 +86,34 @@ def ca() -> trustme.CA:
     return trustme.CA()
 
 
-@pytest.fixture(scope="module")
-def trusting(ca: trustme.CA) -> Iterator[SafeWebhookSender]:
-    """A sender trusting `ca` the way a deployment does (WEBHOOK_CA_FILE: tls_context),
-    resolving HOST to CHECKED."""
+@contextlib.contextmanager
+def sender_trusting(
+    ca: trustme.CA | None, looked_up: list[str] | None = None
+) -> Iterator[SafeWebhookSender]:
+    """A sender resolving every name to CHECKED (noted in `looked_up`), trusting `ca` the
+    way a deployment does (WEBHOOK_CA_FILE: tls_context), or with None the system's CAs."""
 
-    async def resolve(_host: str, _port: int) -> list[Address]:
+    async def resolve(host: str, _port: int) -> list[Address]:
+        if looked_up is not None:
+            looked_up.append(host)
         return [ipaddress.ip_address(CHECKED)]
 
-    with ca.cert_pem.tempfile() as ca_file:
+    with contextlib.ExitStack() as files:
+        ca_file = None if ca is None else Path(files.enter_context(ca.cert_pem.tempfile()))
         yield SafeWebhookSender(
             POLICY,
             connect_timeout=2.0,
             read_timeout=2.0,
             max_response_bytes=4096,
             resolver=resolve,
-            tls=tls_context(Path(ca_file)),
+            tls=tls_context(ca_file),
         )
+
+
+@pytest.fixture(scope="module")
+def trusting(ca: trustme.CA) -> Iterator[SafeWebhookSender]:
+    with sender_trusting(ca) as sender:
+        yield sender
 
 
 def post(
@@ -182,13 +193,8 @@ def test_a_certificate_from_another_ca_is_refused(trusting: SafeWebhookSender) -
 
 
 def test_without_the_ca_file_the_test_ca_is_not_trusted(ca: trustme.CA) -> None:
-    async def resolve(_host: str, _port: int) -> list[Address]:
-        return [ipaddress.ip_address(CHECKED)]
-
-    system_only = SafeWebhookSender(
-        POLICY, connect_timeout=2.0, read_timeout=2.0, max_response_bytes=4096, resolver=resolve
-    )
-    response, server = post(system_only, ca.issue_cert(HOST))
+    with sender_trusting(None) as system_only:
+        response, server = post(system_only, ca.issue_cert(HOST))
     assert "certificate verify failed" in (response.error or "")
     assert server.requests == []
 
@@ -198,26 +204,13 @@ def test_an_international_name_goes_out_in_its_ascii_form(ca: trustme.CA) -> Non
     # the name as typed cannot be written into a header or a ClientHello.
     looked_up: list[str] = []
 
-    async def resolve(host: str, _port: int) -> list[Address]:
-        looked_up.append(host)
-        return [ipaddress.ip_address(CHECKED)]
+    async def scenario(sender: SafeWebhookSender) -> tuple[Response, TlsServer]:
+        async with serving(ca.issue_cert("xn--bcher-kva.test")) as server:
+            url = f"https://bücher.test:{server.port}/in"
+            return await sender.post(url, b"{}", {}), server
 
-    with ca.cert_pem.tempfile() as ca_file:
-        sender = SafeWebhookSender(
-            POLICY,
-            connect_timeout=2.0,
-            read_timeout=2.0,
-            max_response_bytes=4096,
-            resolver=resolve,
-            tls=tls_context(Path(ca_file)),
-        )
-
-        async def scenario() -> tuple[Response, TlsServer]:
-            async with serving(ca.issue_cert("xn--bcher-kva.test")) as server:
-                url = f"https://bücher.test:{server.port}/in"
-                return await sender.post(url, b"{}", {}), server
-
-        response, server = asyncio.run(scenario())
+    with sender_trusting(ca, looked_up) as sender:
+        response, server = asyncio.run(scenario(sender))
     assert response.ok, response.error
     assert looked_up == ["xn--bcher-kva.test"]
     assert server.server_names == ["xn--bcher-kva.test"]
