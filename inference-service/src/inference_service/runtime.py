@@ -30,7 +30,7 @@ from inference_service.adapters.kafka import (
     KafkaTail,
 )
 from inference_service.adapters.mongo import MongoConnection
-from inference_service.adapters.webhook_http import SafeWebhookSender
+from inference_service.adapters.webhook_http import SafeWebhookSender, tls_context
 from inference_service.api.problems import file_problem
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
@@ -228,6 +228,7 @@ class Runtime:
                     connect_timeout=settings.webhook_connect_timeout_seconds,
                     read_timeout=settings.webhook_read_timeout_seconds,
                     max_response_bytes=settings.webhook_max_response_bytes,
+                    tls=tls_context(settings.webhook_ca_file),
                 ),
                 KafkaDeadLetters(
                     producer_config(settings, **{"message.timeout.ms": 30_000}),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator
 
 from inference_common.settings import CommonSettings
 
@@ -79,6 +79,8 @@ class ServiceSettings(CommonSettings):
     # turn these on for a receiver on loopback).
     webhook_allow_http: bool = False
     webhook_allow_loopback: bool = False
+    # PEM CA certificates trusted for `https` targets besides the system's (a private CA).
+    webhook_ca_file: FilePath | None = None
 
     # Components of the one process; each can run alone in another deployment.
     run_api: bool = True

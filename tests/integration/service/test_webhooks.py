@@ -1,18 +1,22 @@
 """Webhooks on the real Kafka and MongoDB API, to a receiver on loopback: signed deliveries,
-retries after a 500 and a timeout, the dead letter, and a dispatcher restart mid-delivery."""
+retries after a 500 and a timeout, the dead letter, a dispatcher restart mid-delivery, and
+`https` with a private CA (WEBHOOK_CA_FILE)."""
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from standardwebhooks import Webhook
 
 from inference_common.events import EventType
@@ -60,9 +64,10 @@ class Received:
 
 class Receiver:
     """A webhook receiver on loopback. `script` says how to answer each request in turn (an
-    HTTP status, or "hang" to answer after the sender's timeout); then 200."""
+    HTTP status, or "hang" to answer after the sender's timeout); then 200. With `tls`, it
+    answers `https` at `https://localhost:PORT/hook` (the service resolves the name)."""
 
-    def __init__(self, *script: int | str) -> None:
+    def __init__(self, *script: int | str, tls: ssl.SSLContext | None = None) -> None:
         self.script = list(script)
         self.received: list[Received] = []
         self.lock = threading.Lock()
@@ -89,6 +94,10 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        if tls is not None:
+            # A failed handshake is an OSError in accept(), which the server skips.
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -158,10 +167,12 @@ def settled(service: RunningService, job_id: str, count: int) -> list[dict[str, 
     return list(deliveries(service, job_id)["items"])
 
 
-def one_job_to_its_end(receiver: Receiver) -> tuple[dict[str, Any], dict[str, Any], str]:
+def one_job_to_its_end(
+    receiver: Receiver, **overrides: Any
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """A job with a callback to `receiver`, run to DONE: the job, its settled delivery and
     the client's secret."""
-    service = running_with()
+    service = running_with(**overrides)
     jobs = TopicReader(service.settings, service.settings.topic_jobs)
     try:
         job = create_with_callback(service, {"url": receiver.url})
@@ -342,3 +353,43 @@ def test_a_dispatcher_restart_mid_delivery_loses_and_repeats_nothing_in_effect()
     assert datetime.fromisoformat(retried["attempts"][1]["at"]) >= restarted_at.replace(
         microsecond=0
     )
+
+
+def over_https(certified_name: str, tmp_path: Path) -> tuple[Receiver, dict[str, Any], str]:
+    """One job to its end with a callback to an `https` receiver whose certificate, from a
+    throwaway CA, is for `certified_name`; the service trusts that CA only through
+    WEBHOOK_CA_FILE and takes `https` only. The receiver, the settled delivery, the secret."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "webhook-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(certified_name).configure_cert(context)
+    receiver = Receiver(tls=context)
+    try:
+        _job, delivery, secret = one_job_to_its_end(
+            receiver, webhook_allow_http=False, webhook_ca_file=ca_file
+        )
+    finally:
+        receiver.close()
+    return receiver, delivery, secret
+
+
+def test_https_to_a_receiver_behind_a_private_ca(tmp_path: Path) -> None:
+    receiver, delivery, secret = over_https("localhost", tmp_path)
+    assert receiver.url.startswith("https://localhost:")
+    assert delivery["state"] == "delivered", delivery
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    (got,) = receiver.received
+    Webhook(secret).verify(got.body, got.headers)
+
+
+def test_a_certificate_for_another_name_is_a_failed_attempt_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    receiver, delivery, _secret = over_https("other.test", tmp_path)
+    assert delivery["state"] == "dead" and len(delivery["attempts"]) == 3
+    for attempt in delivery["attempts"]:
+        assert attempt["status_code"] is None
+        assert "certificate verify failed: Hostname mismatch" in attempt["error"], attempt
+        assert "'localhost'" in attempt["error"]
+    assert receiver.received == []  # nothing was sent over the refused connection

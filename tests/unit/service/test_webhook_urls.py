@@ -110,3 +110,14 @@ def test_http_and_loopback_urls_when_allowed() -> None:
 
 def test_a_host_name_is_left_for_the_sender_to_resolve() -> None:
     assert STRICT.check_url("https://hooks.example.com/in").hostname == "hooks.example.com"
+
+
+def test_an_international_host_is_checked_in_its_ascii_form() -> None:
+    parts = STRICT.check_url("https://Bücher.test:8443/in")
+    assert parts.hostname == "xn--bcher-kva.test" and parts.netloc == "xn--bcher-kva.test:8443"
+    assert STRICT.check_url("https://Hooks.Example/").netloc == "Hooks.Example"  # kept as is
+
+
+def test_a_host_with_no_ascii_form_is_refused() -> None:
+    with pytest.raises(InvalidWebhookUrl, match="not a valid host name"):
+        STRICT.check_url("https://" + "ü" * 70 + ".test/")  # a label longer than 63

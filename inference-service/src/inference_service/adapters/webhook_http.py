@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from ipaddress import ip_address
+from pathlib import Path
 from urllib.parse import SplitResult
 
 import h11
@@ -50,6 +51,15 @@ async def resolve(host: str, port: int) -> list[Address]:
     return [ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
 
+def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
+    """Verifies the certificate and its host name against the system's CAs, plus the ones
+    in `ca_file` (WEBHOOK_CA_FILE: receivers behind a private CA)."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
 class SafeWebhookSender:
     def __init__(
         self,
@@ -66,7 +76,7 @@ class SafeWebhookSender:
         self.read_timeout = read_timeout
         self.max_response_bytes = max_response_bytes
         self._resolve = resolver
-        self._tls = tls or ssl.create_default_context()
+        self._tls = tls or tls_context()
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
         try:

@@ -35,6 +35,16 @@ class InvalidWebhookUrl(ValueError):
     """The URL cannot be a webhook target; the message says why."""
 
 
+def _in_ascii(parts: SplitResult, host: str, port: int | None) -> SplitResult:
+    """An international name in its IDNA form: the one DNS, TLS (SNI and the certificate)
+    and the `Host` header know."""
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidWebhookUrl(f"{host!r} is not a valid host name") from None
+    return parts._replace(netloc=ascii_host if port is None else f"{ascii_host}:{port}")
+
+
 @dataclass(frozen=True)
 class TargetPolicy:
     """What the service may reach: `https` public addresses only, unless settings widen it
@@ -65,6 +75,8 @@ class TargetPolicy:
         literal = address_literal(parts.hostname)
         if literal is not None:
             self.check_address(literal)
+        elif not parts.hostname.isascii():
+            parts = _in_ascii(parts, parts.hostname, port)
         return parts
 
     def check_address(self, address: Address) -> None:
