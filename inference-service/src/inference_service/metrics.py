@@ -44,6 +44,12 @@ class ServiceMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.purged = Counter(
+            "inference_retention_removed",
+            "What the retention sweep removed from finished jobs, by part: image or result.",
+            ["part"],
+            registry=self.registry,
+        )
         self.outbox_published = Counter(
             "inference_outbox_events_published",
             "Events the outbox relay published (acknowledged by Kafka), by event type.",

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy
 
 
 class StoreError(Exception):
@@ -73,6 +73,11 @@ class JobStore(Protocol):
 
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         """Active jobs whose deadline passed before `at`."""
+        ...
+
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        """Finished jobs holding an image or a result that `policy` lets go at `at` (the use
+        case asks each job again), at most `limit`."""
         ...
 
     # --- the outbox ---

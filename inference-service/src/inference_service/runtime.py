@@ -32,12 +32,13 @@ from inference_service.adapters.kafka import (
 from inference_service.adapters.mongo import MongoConnection
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
-from inference_service.domain.job import RetryPolicy
+from inference_service.domain.job import RetentionPolicy, RetryPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.live import LiveEvents
 from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.retention import RetentionSweeping
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
@@ -60,6 +61,9 @@ class Runtime:
         self._catalog = ModelCatalog.load(settings.assets_manifest, settings.assets_cache_dir)
         self.schemas = EventSchemas.from_dir(settings.openapi_dir)
         self.policy = RetryPolicy(settings.max_attempts, settings.execution_deadline_seconds)
+        self.retention = RetentionPolicy(
+            settings.image_retention_seconds, settings.result_retention_seconds
+        )
         self.outbox_writes = OutboxWrites()
         self.settled = SettledJobs()
         self.metrics = ServiceMetrics()
@@ -77,6 +81,7 @@ class Runtime:
         self.relay: RelayLoop | None = None
         self.folding: ResultFolding | None = None
         self.sweeping: DeadlineSweeping | None = None
+        self.purging: RetentionSweeping | None = None
         self._live: LiveEvents | None = None
         self._replica: ReplicaSlot | None = None
 
@@ -188,6 +193,12 @@ class Runtime:
             sweeping = self.sweeping = DeadlineSweeping(writer, self.policy, self.metrics)
             sweeper = SweeperLoop(sweeping, settings.sweep_interval_seconds)
             self._spawn("deadline-sweeper", lambda: sweeper.run(self._stop))
+        if settings.run_purger:
+            purging = self.purging = RetentionSweeping(
+                writer, images, self.retention, self.metrics, settings.purge_batch_size
+            )
+            purger = SweeperLoop(purging, settings.purge_interval_seconds, "retention sweep")
+            self._spawn("retention-sweeper", lambda: purger.run(self._stop))
         if settings.run_live:
             live = self._live = LiveEvents(
                 service.owner_of, settings.max_attempts, queue_size=settings.sse_queue_size

@@ -18,7 +18,7 @@ from inference_common.image_store import ImageKey, ImageMissing, ImageStore
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy, RetryPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import (
     DeadLetters,
@@ -32,6 +32,7 @@ from inference_service.ports import (
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.retention import RetentionSweeping
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
@@ -94,6 +95,10 @@ class FakeJobStore:
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         self.reads += 1
         return [s.job for s in self.stored.values() if s.job.overdue(at)][:limit]
+
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        self.reads += 1
+        return [s.job for s in self.stored.values() if s.job.due_for_purge(at, policy)][:limit]
 
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         self.reads += 1
@@ -220,12 +225,23 @@ class Wired:
     service: JobService
     folding: ResultFolding
     sweeping: DeadlineSweeping
+    purging: RetentionSweeping
     relaying: OutboxRelaying
     classifier: Classifier
     policy: RetryPolicy
 
 
-def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
+# Images removed once a job finished, results kept an hour.
+RETENTION = RetentionPolicy(image_seconds=0.0, result_seconds=3600.0)
+
+
+def wire(
+    *,
+    max_attempts: int = 3,
+    deadline_seconds: float = 60.0,
+    retention: RetentionPolicy = RETENTION,
+    **wait: Any,
+) -> Wired:
     store, images = FakeJobStore(), FakeImageStore()
     publisher, dead_letters = FakePublisher(), FakeDeadLetters()
     writes, settled, metrics = OutboxWrites(), SettledJobs(), ServiceMetrics()
@@ -249,6 +265,7 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
         service=service,
         folding=ResultFolding(writer, schemas, policy, letters, metrics),
         sweeping=DeadlineSweeping(writer, policy, metrics),
+        purging=RetentionSweeping(writer, image_store, retention, metrics, batch_size=10),
         relaying=OutboxRelaying(
             job_store, image_store, bus, writes, metrics, batch_size=100, scan_interval=3600
         ),

@@ -17,6 +17,7 @@ from inference_common.image_store import ImageStoreUnavailable
 from inference_common.tracecontext import trace_id
 from inference_service.api.telemetry import request_span
 from inference_service.domain.catalog import UnknownModel
+from inference_service.domain.clock import iso
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
@@ -27,6 +28,7 @@ from inference_service.service_layer.jobs import (
     IdempotentRequestInProgress,
     JobNotFound,
     NoResult,
+    Purged,
 )
 from inference_service.service_layer.waiting import ClassificationFailed, ClassificationTimedOut
 
@@ -45,6 +47,7 @@ _TITLES: Final = {
     405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -220,6 +223,11 @@ def _no_result(exc: NoResult) -> ProblemSpec:
     )
 
 
+def _purged(exc: Purged) -> ProblemSpec:
+    extensions = {"job_status": exc.status.value, "removed_at": iso(exc.removed_at)}
+    return ProblemSpec(410, "purged", str(exc), extensions=extensions)
+
+
 def _classify_failed(exc: ClassificationFailed) -> ProblemSpec:
     extensions: dict[str, Any] = {"job_id": exc.job_id, "job_status": exc.status.value}
     if exc.status is JobStatus.FAILED:
@@ -260,6 +268,7 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (IdempotentRequestInProgress, _simple(409, "idempotency-key-in-progress")),
     (ExecuteNeedsImage, _simple(422, "execute-needs-image", _field_error(pointer="/execute"))),
     (NoResult, _no_result),
+    (Purged, _purged),
     (ClassificationFailed, _classify_failed),
     (ClassificationTimedOut, _classify_timed_out),
     (StoreUnavailable, _database_unavailable),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from inference_common.tracecontext import trace_id
@@ -45,7 +46,14 @@ def job_view(job: Job, base_path: str) -> dict[str, Any]:
         "error": {"code": job.error.code, "message": job.error.message} if job.error else None,
         "trace_id": trace_id(job.traceparent),
         "links": job_links(base_path, job.id),
+        "keep_image": job.keep_image,
+        "image_deleted_at": _instant(job.image_deleted_at),
+        "purged_at": _instant(job.purged_at),
     }
+
+
+def _instant(at: datetime | None) -> str | None:
+    return iso(at) if at is not None else None
 
 
 def result_view(job: Job) -> dict[str, Any]:
