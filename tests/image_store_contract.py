@@ -23,6 +23,9 @@ class StoreUnderTest:
     store: ImageStore
     # Replaces the stored bytes of the image at this URI with other bytes.
     corrupt: Callable[[str], None]
+    # Whether the backend itself still holds bytes at this URI (the file, the document, the
+    # object), looked up behind the store's back.
+    held: Callable[[str], bool]
 
 
 def image(size: int = 2048) -> bytes:
@@ -90,6 +93,18 @@ class ImageStoreContract:
         subject.store.delete(second)
         with pytest.raises(ImageMissing):
             subject.store.get(second)
+
+    def test_a_delete_leaves_no_bytes_in_the_backend_but_another_jobs_copy(
+        self, subject: StoreUnderTest
+    ) -> None:
+        """What `DELETE /jobs/{id}` and retention rely on, seen in the backend itself."""
+        data = image()
+        first = subject.store.put(key_of(data), data, "image/jpeg")
+        second = subject.store.put(key_of(data), data, "image/jpeg")
+        assert subject.held(first) and subject.held(second)
+        subject.store.delete(first)
+        assert not subject.held(first)
+        assert subject.held(second)
 
     def test_concurrent_puts_deletes_and_reads(self, subject: StoreUnderTest) -> None:
         """Eight threads at once: one key put by all, and eight jobs sharing the same bytes,
