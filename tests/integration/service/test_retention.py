@@ -69,12 +69,12 @@ def image_held(settings: ServiceSettings, job: dict[str, Any]) -> bool:
 def purges(topic: TopicReader, job_id: str) -> list[list[str]]:
     """What each `purged` event of the job says was removed, checked against the contract."""
     topic.read(0, timeout=0.3)
-    found = []
-    for message in topic.messages:
-        if message.key() == job_id.encode():
-            if headers_of(message)["ce_type"] == EventType.PURGED.value:
-                found.append(validate_kafka_event(message.headers(), message.value())["removed"])
-    return found
+    return [
+        validate_kafka_event(message.headers(), message.value())["removed"]
+        for message in topic.messages
+        if message.key() == job_id.encode()
+        and headers_of(message)["ce_type"] == EventType.PURGED.value
+    ]
 
 
 def test_the_image_goes_when_the_job_finishes_and_the_result_when_retention_ends(
