@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from inference_common.contracts import EventSchemas
-from inference_common.image_store import ImageKey, ImageMissing, ImageStore
+from inference_common.image_store import ImageKey, ImageMissing, ImageStore, ImageStoreUnavailable
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
@@ -146,10 +146,13 @@ class FakeJobStore:
 
 
 class FakeImageStore:
+    """Deletes of the URIs in `unavailable` fail as a store that does not answer."""
+
     scheme = "mem"
 
     def __init__(self) -> None:
         self.images: dict[str, bytes] = {}
+        self.unavailable: set[str] = set()
 
     def put(self, key: ImageKey, data: bytes, media_type: str) -> str:
         uri = f"mem://{key.path}"
@@ -162,6 +165,8 @@ class FakeImageStore:
         return self.images[uri]
 
     def delete(self, uri: str) -> None:
+        if uri in self.unavailable:
+            raise ImageStoreUnavailable(uri)
         self.images.pop(uri, None)
 
 

@@ -175,6 +175,22 @@ def test_each_sweep_handles_one_bounded_batch() -> None:
     assert (sweep(wired), sweep(wired), sweep(wired)) == (10, 5, 0)
 
 
+def test_an_image_the_store_cannot_remove_now_is_tried_again_and_holds_up_no_other() -> None:
+    wired = wire()
+    stuck = finished(wired, jpeg((9, 9)))
+    other = finished(wired, jpeg())
+    assert stuck.image is not None and other.image is not None
+    wired.images.unavailable.add(stuck.image.uri)
+    assert sweep(wired) == 1
+    assert wired.store.stored[stuck.id].job.image_deleted_at is None  # it still names its image
+    with pytest.raises(ImageMissing):
+        wired.images.get(other.image.uri)
+    wired.images.unavailable.clear()
+    assert sweep(wired) == 1
+    with pytest.raises(ImageMissing):
+        wired.images.get(stuck.image.uri)
+
+
 def test_delete_removes_the_bytes_and_the_result_at_once() -> None:
     wired = wire()
     same = jpeg()

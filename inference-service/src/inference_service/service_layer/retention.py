@@ -15,7 +15,7 @@ import asyncio
 import logging
 from datetime import datetime
 
-from inference_common.image_store import ImageStore
+from inference_common.image_store import ImageStore, ImageStoreError
 from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import now
 from inference_service.domain.job import RetentionPolicy
@@ -49,13 +49,17 @@ class RetentionSweeping:
             change = job.purge(at, self.policy)
             if change is None:
                 continue
+            fields = {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
             if "image" in removed and job.image is not None:
-                await asyncio.to_thread(self.images.delete, job.image.uri)
+                try:
+                    await asyncio.to_thread(self.images.delete, job.image.uri)
+                except ImageStoreError as exc:  # this image's store, not the others'
+                    log.warning("cannot remove the job's image now: %s", exc, extra=fields)
+                    continue
             if not await self.writer.save(change):
                 continue  # changed meanwhile: the next sweep asks the job again
             purged += 1
             for part in removed:
                 self.metrics.purged.labels(part).inc()
-            fields = {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
             log.info("retention removed the job's %s", " and ".join(removed), extra=fields)
         return purged
