@@ -14,6 +14,8 @@ from inference_common.contracts import EventSchemas
 from inference_common.events import EventType
 from inference_common.image_store import ImageMissing
 from inference_common.tracecontext import Span
+from inference_service.api.views import result_line
+from inference_service.domain.batch import BatchFile
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Job, JobResult, RetentionPolicy
 from inference_service.domain.lifecycle import JobStatus
@@ -98,6 +100,16 @@ def test_only_finished_jobs_are_purged() -> None:
     deleted = done().delete(AT, TRACE).after
     assert deleted.result is None  # a delete drops the result at once
     assert deleted.purge(far, RETENTION) is None  # the delete removes the rest
+
+
+def test_a_batch_line_of_a_purged_result_says_it_is_gone() -> None:
+    later = AT + 2 * HOUR
+    change = done().purge(later, RETENTION)
+    assert change is not None
+    line = result_line(BatchFile(0, "cat.jpg", change.after.id), change.after)
+    assert line["status"] == "DONE" and "result" not in line
+    assert line["problem"]["status"] == 410
+    assert line["problem"]["type"] == "urn:cvinference:problem:purged"
 
 
 # --- the sweep, on fakes ---
