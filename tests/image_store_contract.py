@@ -23,6 +23,9 @@ class StoreUnderTest:
     store: ImageStore
     # Replaces the stored bytes of the image at this URI with other bytes.
     corrupt: Callable[[str], None]
+    # Whether the backend itself still holds bytes at this URI (the file, the document, the
+    # object), looked up behind the store's back.
+    held: Callable[[str], bool]
 
 
 def image(size: int = 2048) -> bytes:
@@ -79,15 +82,19 @@ class ImageStoreContract:
     def test_two_jobs_with_the_same_bytes_are_deleted_independently(
         self, subject: StoreUnderTest
     ) -> None:
+        """What `DELETE /jobs/{id}` and retention rely on, seen in the backend itself too."""
         data = image()
         first = subject.store.put(key_of(data), data, "image/jpeg")
         second = subject.store.put(key_of(data), data, "image/jpeg")
         assert first != second
+        assert subject.held(first) and subject.held(second)
         subject.store.delete(first)
+        assert not subject.held(first) and subject.held(second)
         assert subject.store.get(second) == data
         with pytest.raises(ImageMissing):
             subject.store.get(first)
         subject.store.delete(second)
+        assert not subject.held(second)
         with pytest.raises(ImageMissing):
             subject.store.get(second)
 

@@ -41,7 +41,11 @@ class TestMongoImageStore(ImageStoreContract):
             changed = bytes(document["data"])[:-1] + b"!"
             database[IMAGE_COLLECTION].update_one({"_id": path}, {"$set": {"data": changed}})
 
-        return StoreUnderTest(MongoImageStore(database), corrupt)
+        def held(uri: str) -> bool:
+            path = uri.removeprefix(f"blob://{IMAGE_COLLECTION}/")
+            return database[IMAGE_COLLECTION].count_documents({"_id": path}) == 1
+
+        return StoreUnderTest(MongoImageStore(database), corrupt, held)
 
 
 def test_mongodb_stores_one_document_per_image_read_by_id(

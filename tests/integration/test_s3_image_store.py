@@ -4,7 +4,8 @@ IMAGE_STORE_S3_ENDPOINT's (the `s3_server` fixture says which, and when these te
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,17 @@ from tests.image_store_contract import ImageStoreContract, StoreUnderTest, image
 from tests.integration.s3 import S3Server
 
 pytestmark = pytest.mark.integration
+
+
+def held_in(client: Any, bucket: str) -> Callable[[str], bool]:
+    """Whether the bucket holds an object at a claim check's key (listed, behind the store)."""
+
+    def held(uri: str) -> bool:
+        name = uri.removeprefix(f"s3://{bucket}/")
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=name)
+        return any(item["Key"] == name for item in listed.get("Contents", []))
+
+    return held
 
 
 class TestS3ImageStore(ImageStoreContract):
@@ -30,7 +42,8 @@ class TestS3ImageStore(ImageStoreContract):
             data = client.get_object(Bucket=bucket, Key=name)["Body"].read()
             client.put_object(Bucket=bucket, Key=name, Body=data[:-1] + b"!")
 
-        return StoreUnderTest(S3ImageStore(client, bucket, settings.image_store_s3_prefix), corrupt)
+        store = S3ImageStore(client, bucket, settings.image_store_s3_prefix)
+        return StoreUnderTest(store, corrupt, held_in(client, bucket))
 
 
 class TestImageStoresOverS3(ImageStoreContract):
@@ -46,7 +59,7 @@ class TestImageStoresOverS3(ImageStoreContract):
 
         stores = open_image_store(settings)
         assert stores.scheme == "s3"
-        yield StoreUnderTest(stores, corrupt)
+        yield StoreUnderTest(stores, corrupt, held_in(client, bucket))
         stores.close()
 
 

@@ -34,12 +34,13 @@ _FORMAT: Final = JSONFormat()
 
 
 class EventType(StrEnum):
-    """Reverse-DNS, versioned. The job service emits the first four, the executor the rest."""
+    """Reverse-DNS, versioned. The job service emits the first five, the executor the rest."""
 
     CREATED = "io.cvinference.job.created.v1"
     EXECUTION_REQUESTED = "io.cvinference.job.execution_requested.v1"
     CANCELLED = "io.cvinference.job.cancelled.v1"
     DELETED = "io.cvinference.job.deleted.v1"
+    PURGED = "io.cvinference.job.purged.v1"
     STARTED = "io.cvinference.job.started.v1"
     COMPLETED = "io.cvinference.job.completed.v1"
     FAILED = "io.cvinference.job.failed.v1"

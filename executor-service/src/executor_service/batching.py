@@ -6,11 +6,13 @@ from collections.abc import Sequence
 
 from inference_common.events import Envelope, EventType
 
-_ENDS_JOB = frozenset({EventType.CANCELLED, EventType.DELETED})
+# A purge comes only after a job finished: nothing left to run either.
+_ENDS_JOB = frozenset({EventType.CANCELLED, EventType.DELETED, EventType.PURGED})
 
 
 def superseded_requests(batch: Sequence[Envelope | None]) -> set[int]:
-    """Positions of execution requests whose job is cancelled or deleted later in the batch.
+    """Positions of execution requests whose job is cancelled, deleted or purged later in the
+    batch.
 
     A job's events share a partition, so "later in the batch" is "later in the job's life":
     running such an execution would only produce a result the job service throws away.

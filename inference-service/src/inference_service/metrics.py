@@ -42,6 +42,11 @@ class ServiceMetrics(MetricSet):
             "Executions past their deadline, by what the sweeper did: retried or failed.",
             ["action"],
         )
+        self.purged = self.counter(
+            "inference_retention_removed",
+            "What the retention sweep removed from finished jobs, by part: image or result.",
+            ["part"],
+        )
         self.outbox_published = self.counter(
             "inference_outbox_events_published",
             "Events the outbox relay published (acknowledged by Kafka), by event type.",

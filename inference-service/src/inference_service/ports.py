@@ -15,7 +15,7 @@ from typing import Protocol
 from inference_service.domain.batch import Batch
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy
 from inference_service.domain.webhooks import Callback, Delivery, Subscription
 
 
@@ -75,6 +75,11 @@ class JobStore(Protocol):
 
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         """Active jobs whose deadline passed before `at`."""
+        ...
+
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        """Finished jobs holding an image or a result that `policy` lets go at `at` (the use
+        case asks each job again), at most `limit`."""
         ...
 
     async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:

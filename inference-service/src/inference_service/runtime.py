@@ -34,7 +34,7 @@ from inference_service.adapters.webhook_http import SafeWebhookSender, tls_conte
 from inference_service.api.problems import file_problem
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
-from inference_service.domain.job import RetryPolicy
+from inference_service.domain.job import RetentionPolicy, RetryPolicy
 from inference_service.domain.webhook_urls import TargetPolicy
 from inference_service.domain.webhooks import Backoff
 from inference_service.metrics import ServiceMetrics
@@ -43,6 +43,7 @@ from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.live import LiveEvents
 from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.retention import RetentionSweeping
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
@@ -72,6 +73,9 @@ class Runtime:
         self._catalog = ModelCatalog.load(settings.assets_manifest, settings.assets_cache_dir)
         self.schemas = EventSchemas.from_dir(settings.openapi_dir)
         self.policy = RetryPolicy(settings.max_attempts, settings.execution_deadline_seconds)
+        self.retention = RetentionPolicy(
+            settings.image_retention_seconds, settings.result_retention_seconds
+        )
         self.outbox_writes = OutboxWrites()
         self.settled = SettledJobs()
         self.metrics = ServiceMetrics()
@@ -91,6 +95,7 @@ class Runtime:
         self.relay: RelayLoop | None = None
         self.folding: ResultFolding | None = None
         self.sweeping: DeadlineSweeping | None = None
+        self.purging: RetentionSweeping | None = None
         self._live: LiveEvents | None = None
         self._replica: ReplicaSlot | None = None
 
@@ -219,6 +224,12 @@ class Runtime:
             sweeping = self.sweeping = DeadlineSweeping(writer, self.policy, self.metrics)
             sweeper = SweeperLoop(sweeping, settings.sweep_interval_seconds)
             self._spawn("deadline-sweeper", lambda: sweeper.run(self._stop))
+        if settings.run_purger:
+            purging = self.purging = RetentionSweeping(
+                writer, images, self.retention, self.metrics, settings.purge_batch_size
+            )
+            purger = SweeperLoop(purging, settings.purge_interval_seconds, "retention sweep")
+            self._spawn("retention-sweeper", lambda: purger.run(self._stop))
         if settings.run_webhooks:
             dispatching = WebhookDispatching(
                 webhook_store,

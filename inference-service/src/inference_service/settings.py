@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field, FilePath, SecretStr, field_validator
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
 
 from inference_common.settings import CommonSettings
 
 MB = 1024 * 1024
+DAY = 24 * 3600
 
 
 class ServiceSettings(CommonSettings):
@@ -35,6 +36,16 @@ class ServiceSettings(CommonSettings):
     execution_deadline_seconds: float = Field(default=60.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
+
+    # Retention (docs/retention.md), counted from when a job finished. Images: removed at the
+    # first retention sweep after that, unless the job asked to keep its image. Results (and
+    # images kept): a week, so a client that polls, a batch fetched after a weekend and a
+    # support question a few days later still find them, while nothing piles up for good.
+    image_retention_seconds: float = Field(default=0.0, ge=0)
+    result_retention_seconds: float = Field(default=7 * DAY, gt=0)
+    purge_interval_seconds: float = Field(default=10.0, gt=0)
+    # Jobs per sweep: each costs an image delete and two job writes (the purge, the relay's).
+    purge_batch_size: int = Field(default=200, ge=1)
 
     # The recovery scan (written jobs are read by _id as they are written): every job is
     # decoded on FerretDB, so not every second.
@@ -87,8 +98,16 @@ class ServiceSettings(CommonSettings):
     run_relay: bool = True
     run_folder: bool = True
     run_sweeper: bool = True
+    run_purger: bool = True
     run_live: bool = True
     run_webhooks: bool = True
+
+    @model_validator(mode="after")
+    def _images_not_beyond_results(self) -> ServiceSettings:
+        # A kept image goes with its result; one kept longer would outlive its job's purge.
+        if self.image_retention_seconds > self.result_retention_seconds:
+            raise ValueError("IMAGE_RETENTION_SECONDS may not exceed RESULT_RETENTION_SECONDS")
+        return self
 
     @field_validator("api_keys", mode="before")
     @classmethod

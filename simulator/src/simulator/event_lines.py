@@ -135,6 +135,11 @@ def _deleted(data: dict[str, Any]) -> tuple[str, str | None, str]:
     return "deleted", None, ""
 
 
+def _purged(data: dict[str, Any]) -> tuple[str, str | None, str]:
+    # Retention removed stored content of a finished job; its status is unchanged.
+    return "purged", None, f"{' and '.join(data['removed'])} removed"
+
+
 def _retry_suffix(data: dict[str, Any]) -> str:
     attempt = int(data.get("attempt") or 1)
     return f" (attempt {attempt})" if attempt > 1 else ""
@@ -148,6 +153,7 @@ _DESCRIBERS: Final[dict[EventType, Describer]] = {
     EventType.FAILED: _failed,
     EventType.CANCELLED: _cancelled,
     EventType.DELETED: _deleted,
+    EventType.PURGED: _purged,
 }
 
 

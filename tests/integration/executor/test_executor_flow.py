@@ -191,6 +191,24 @@ def test_execution_cancelled_in_the_same_batch_is_skipped(
     assert {data["job_id"] for _, data in events(messages)} == {good["job_id"]}
 
 
+def test_a_purged_event_is_ignored_neither_run_nor_dead_lettered(
+    executor_settings: ExecutorSettings,
+) -> None:
+    settings = executor_settings
+    good = execution_requested(store_image(settings, (IMAGES / "cat.bmp").read_bytes()))
+    job = good["job_id"]  # its partition: handled before the request that follows it
+    removed = {"job_id": job, "removed": ["image"], "purged_at": "2026-11-23T12:00:00Z"}
+    purged = new_event(EventType.PURGED, "/inference-service", job, removed)
+    produce(settings, [to_record(purged), request_record(good)])
+
+    with ExecutorThread(settings), topic_reader(settings, settings.topic_results) as reader:
+        messages = reader.read_until(completed_or_failed(1))
+        with topic_reader(settings, settings.topic_dead_letter) as dead:
+            assert dead.read_to_end() == []
+
+    assert {data["job_id"] for _, data in events(messages)} == {good["job_id"]}
+
+
 def test_malformed_images_fail_cleanly_or_classify(executor_settings: ExecutorSettings) -> None:
     """The corpus stored directly, past the API's checks: each job fails with a clear reason
     or is classified right, and the executor goes on to the next."""

@@ -267,15 +267,20 @@ def post_job(
     name: str | None = None,
     headers: dict[str, str] | None = None,
     media_type: str = "image/jpeg",
+    keep_image: bool = False,
 ) -> httpx.Response:
     if image is None:
         body: dict[str, Any] = {"model": model, "execute": execute}
+        if keep_image:
+            body["keep_image"] = True
         if options is not None:
             body["options"] = json.loads(options)
         if name is not None:
             body["name"] = name
         return client.post("/jobs", json=body, headers=headers)
     form = {"model": model, "execute": "true" if execute else "false"}
+    if keep_image:
+        form["keep_image"] = "true"
     if options is not None:
         form["options"] = options
     if name is not None:

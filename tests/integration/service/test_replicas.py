@@ -76,9 +76,15 @@ def test_two_replicas_race_execute_cancel_and_folding(
     if on_ferretdb:
         pytest.skip("FerretDB 1.24 is not atomic: one replica only there (TEST_MONGODB=atomic)")
     group = f"test-folder-{uuid.uuid4().hex[:8]}"
-    # A deadline far away: no sweeper retry, so each job's expected events are exact.
+    # A deadline far away and no retention sweep: no sweeper retry and no `purged` event, so
+    # each job's expected events are exact (test_retention races replicas' purges).
     a, b = (
-        service_settings(folder_group_id=group, run_live=False, execution_deadline_seconds=600)
+        service_settings(
+            folder_group_id=group,
+            run_live=False,
+            execution_deadline_seconds=600,
+            run_purger=False,
+        )
         for _ in "ab"
     )
     ensure_topics(a)

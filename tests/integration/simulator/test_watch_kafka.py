@@ -174,12 +174,18 @@ def test_watch_from_now_skips_what_was_logged_before_it_started(settings: Common
     produce(
         settings,
         settings.topic_jobs,
-        [ev.event(EventType.DELETED, ev.deleted(), 4)],
+        [
+            ev.event(EventType.PURGED, ev.purged(), 3),
+            ev.event(EventType.DELETED, ev.deleted(), 4),
+        ],
         now + timedelta(minutes=5),
     )
     done = watch("--idle-timeout", "5")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["12:00:05.123 Inference job (id: 3f2a9c1e…) deleted"]
+    assert done.stdout.splitlines() == [
+        "12:00:04.123 Inference job (id: 3f2a9c1e…) purged: image removed",
+        "12:00:05.123 Inference job (id: 3f2a9c1e…) deleted",
+    ]
 
 
 def test_watch_waits_for_topics_and_exits_0_on_ctrl_c(settings: CommonSettings) -> None:

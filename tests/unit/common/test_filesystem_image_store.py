@@ -24,7 +24,10 @@ def subject(root: Path) -> StoreUnderTest:
         path = root / uri.removeprefix("fs:")
         path.write_bytes(path.read_bytes()[:-1] + b"!")
 
-    return StoreUnderTest(FilesystemImageStore(root), corrupt)
+    def held(uri: str) -> bool:
+        return (root / uri.removeprefix("fs:")).is_file()
+
+    return StoreUnderTest(FilesystemImageStore(root), corrupt, held)
 
 
 class TestFilesystemImageStore(ImageStoreContract):
@@ -38,7 +41,7 @@ class TestImageStoresOverTheFilesystem(ImageStoreContract):
     def subject(self, root: Path, subject: StoreUnderTest) -> StoreUnderTest:
         stores = open_image_store(CommonSettings(image_store="filesystem", image_store_dir=root))
         assert stores.scheme == "fs"
-        return StoreUnderTest(stores, subject.corrupt)
+        return StoreUnderTest(stores, subject.corrupt, subject.held)
 
 
 def test_the_uri_is_relative_to_the_root_and_the_file_is_content_addressed(root: Path) -> None:

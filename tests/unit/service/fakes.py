@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from inference_common.contracts import EventSchemas
-from inference_common.image_store import ImageKey, ImageMissing, ImageStore
+from inference_common.image_store import ImageKey, ImageMissing, ImageStore, ImageStoreUnavailable
 from inference_service.api.problems import file_problem
 from inference_service.domain.batch import DELETED, Batch
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy, RetryPolicy
 from inference_service.domain.webhook_urls import TargetPolicy
 from inference_service.domain.webhooks import Callback, Delivery, Subscription
 from inference_service.metrics import ServiceMetrics
@@ -40,6 +40,7 @@ from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.retention import RetentionSweeping
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
@@ -103,6 +104,10 @@ class FakeJobStore:
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         self.reads += 1
         return [s.job for s in self.stored.values() if s.job.overdue(at)][:limit]
+
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        self.reads += 1
+        return [s.job for s in self.stored.values() if s.job.due_for_purge(at, policy)][:limit]
 
     async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
         self.reads += 1
@@ -180,10 +185,13 @@ class FakeBatchStore:
 
 
 class FakeImageStore:
+    """Deletes of the URIs in `unavailable` fail as a store that does not answer."""
+
     scheme = "mem"
 
     def __init__(self) -> None:
         self.images: dict[str, bytes] = {}
+        self.unavailable: set[str] = set()
 
     def put(self, key: ImageKey, data: bytes, media_type: str) -> str:
         uri = f"mem://{key.path}"
@@ -196,6 +204,8 @@ class FakeImageStore:
         return self.images[uri]
 
     def delete(self, uri: str) -> None:
+        if uri in self.unavailable:
+            raise ImageStoreUnavailable(uri)
         self.images.pop(uri, None)
 
 
@@ -317,6 +327,7 @@ class Wired:
     batches: BatchService
     folding: ResultFolding
     sweeping: DeadlineSweeping
+    purging: RetentionSweeping
     relaying: OutboxRelaying
     classifier: Classifier
     policy: RetryPolicy
@@ -324,7 +335,17 @@ class Wired:
     webhooks: Webhooks
 
 
-def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
+# Images removed once a job finished, results kept an hour.
+RETENTION = RetentionPolicy(image_seconds=0.0, result_seconds=3600.0)
+
+
+def wire(
+    *,
+    max_attempts: int = 3,
+    deadline_seconds: float = 60.0,
+    retention: RetentionPolicy = RETENTION,
+    **wait: Any,
+) -> Wired:
     store, images = FakeJobStore(), FakeImageStore()
     publisher, dead_letters = FakePublisher(), FakeDeadLetters()
     writes, settled, metrics = OutboxWrites(), SettledJobs(), ServiceMetrics()
@@ -356,6 +377,7 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
         batches=BatchService(batch_port, service, file_problem),
         folding=ResultFolding(writer, schemas, policy, letters, metrics),
         sweeping=DeadlineSweeping(writer, policy, metrics),
+        purging=RetentionSweeping(writer, image_store, retention, metrics, batch_size=10),
         relaying=OutboxRelaying(
             job_store, image_store, bus, writes, metrics, batch_size=100, scan_interval=3600
         ),

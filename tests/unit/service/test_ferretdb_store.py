@@ -14,7 +14,14 @@ import pytest
 
 from inference_service.adapters.documents import Document, Documents
 from inference_service.adapters.ferretdb_jobs import CheckedDocuments, FerretDbJobStore, OpenJobs
-from inference_service.domain.job import Change, Job, RetryPolicy, StoredImage
+from inference_service.domain.job import (
+    Change,
+    Job,
+    JobResult,
+    RetentionPolicy,
+    RetryPolicy,
+    StoredImage,
+)
 from inference_service.ports import StoreUnavailable
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,5 +146,28 @@ def test_conditions_are_checked_on_the_document_it_wrote_without_reading_it() ->
         assert await jobs.get("j3") == stale.after
         assert collection.reads == 0  # all of it from what this process wrote
         assert collection.documents["j3"]["outbox"] == []
+
+    asyncio.run(scenario())
+
+
+def test_finished_jobs_holding_content_are_found_for_retention_without_a_scan() -> None:
+    async def scenario() -> None:
+        jobs, collection = store()
+        retention = RetentionPolicy(image_seconds=0, result_seconds=3600)
+        change = queued("j4")
+        await jobs.add(change)
+        await jobs.add(queued("j5"))  # still QUEUED: never retention's
+        job = change.after
+        result = JobResult(job.execution_id or "", 1, "x", "m", {"task": "t"}, {}, NOW)
+        completed = job.complete("ev1", result, NOW)
+        assert completed is not None and await jobs.save(completed) is not None
+        later = NOW + timedelta(seconds=1)
+        assert [j.id for j in await jobs.purgeable(later, retention, 10)] == ["j4"]
+        purge = completed.after.purge(later, retention)  # the image goes, the result stays
+        assert purge is not None and await jobs.save(purge) is not None
+        assert await jobs.purgeable(later, retention, 10) == []
+        due = NOW + timedelta(hours=2)
+        assert [j.id for j in await jobs.purgeable(due, retention, 10)] == ["j4"]
+        assert collection.reads == 0  # answered from what this process wrote
 
     asyncio.run(scenario())

@@ -41,6 +41,10 @@ JOB = {
         ({"attempt": {"$lt": 3}}, True),
         ({"attempt": {"$lt": 2}}, False),
         ({"deadline": {"$lt": 3}}, False),  # a missing field is never less than anything
+        ({"$or": [{"status": "DONE"}, {"attempt": 2}]}, True),  # one branch is enough
+        ({"$or": [{"status": "DONE"}, {"attempt": 3}]}, False),
+        ({"deleted": False, "$or": [{"status": "QUEUED"}]}, True),
+        ({"deleted": True, "$or": [{"status": "QUEUED"}]}, False),
     ],
 )
 def test_conditions(conditions: dict[str, object], expected: bool) -> None:

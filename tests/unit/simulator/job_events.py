@@ -134,3 +134,7 @@ def cancelled(job_id: str = JOB_ID, reason: str = "client request") -> dict[str,
 
 def deleted(job_id: str = JOB_ID) -> dict[str, Any]:
     return {"job_id": job_id, "deleted_at": at(4).isoformat()}
+
+
+def purged(job_id: str = JOB_ID, removed: tuple[str, ...] = ("image",)) -> dict[str, Any]:
+    return {"job_id": job_id, "removed": list(removed), "purged_at": at(5).isoformat()}

@@ -71,6 +71,12 @@ def line_for(event_type: EventType, data: dict[str, Any], seconds: float = 0) ->
         (EventType.CANCELLED, ev.cancelled(), "cancelled: CANCELLED (client request)"),
         (EventType.CANCELLED, ev.cancelled(reason=""), "cancelled: CANCELLED"),
         (EventType.DELETED, ev.deleted(), "deleted"),
+        (EventType.PURGED, ev.purged(), "purged: image removed"),
+        (
+            EventType.PURGED,
+            ev.purged(removed=("image", "result")),
+            "purged: image and result removed",
+        ),
     ],
 )
 def test_every_event_type_reads_as_one_line(
@@ -88,6 +94,7 @@ def test_every_event_type_has_a_line() -> None:
         EventType.FAILED: ev.failed(),
         EventType.CANCELLED: ev.cancelled(),
         EventType.DELETED: ev.deleted(),
+        EventType.PURGED: ev.purged(),
     }
     assert set(samples) == set(EventType)  # a new type must get a line (and a case above)
     for event_type, data in samples.items():

@@ -11,8 +11,9 @@ evaluates anything else in Go over every document (docs/architecture.md). So her
   document as this process last wrote it (or read by `_id` when it does not know it);
 - a read of a document this process wrote is answered from what it wrote: no other writer
   can have changed it since;
-- the relay's and the sweeper's questions (which jobs have events to publish, which are past
-  their deadline) are answered from this process's own writes, after one scan at start.
+- the relay's and the sweepers' questions (which jobs have events to publish, which are past
+  their deadline, which finished jobs hold an image or a result retention may remove) are
+  answered from this process's own writes, after one scan at start.
 
 Both hold for one replica only, which is how the service runs on FerretDB; on MongoDB use
 MongoJobStore alone, with any number of replicas.
@@ -32,11 +33,16 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from inference_service.adapters.documents import Document, Documents, MongoDocuments
 from inference_service.adapters.job_documents import from_document, outbox_of
-from inference_service.adapters.mongo_jobs import MongoJobStore, overdue_query, status_of
+from inference_service.adapters.mongo_jobs import (
+    MongoJobStore,
+    overdue_query,
+    purgeable_query,
+    status_of,
+)
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter
-from inference_service.domain.lifecycle import ACTIVE
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy
+from inference_service.domain.lifecycle import ACTIVE, TERMINAL
 from inference_service.ports import KeyHolder, Outbox, StoreError
 
 # Documents this process remembers as it last wrote them; older ones are read by `_id`.
@@ -48,10 +54,15 @@ async def is_ferretdb(db: AsyncDatabase[Document]) -> bool:
 
 
 def matches(document: Mapping[str, Any], conditions: Mapping[str, Any]) -> bool:
-    """The part of MongoDB's query language the job store's writes use, evaluated here:
-    equality (an array matches when it holds the value or equals it; None matches a missing
-    field), `$in`, `$ne`, `$size` and `$lt`, on dotted paths."""
-    return all(_match(_lookup(document, path), cond) for path, cond in conditions.items())
+    """The part of MongoDB's query language the job store uses, evaluated here: equality (an
+    array matches when it holds the value or equals it; None matches a missing field), `$in`,
+    `$ne`, `$size` and `$lt`, on dotted paths, and a top-level `$or` of such conditions."""
+    return all(
+        any(matches(document, branch) for branch in cond)
+        if path == "$or"
+        else _match(_lookup(document, path), cond)
+        for path, cond in conditions.items()
+    )
 
 
 def _lookup(document: Mapping[str, Any], path: str) -> Any:
@@ -92,13 +103,16 @@ class JobLocks:
 
 
 class OpenJobs:
-    """Which jobs have events to publish and which have a deadline, kept from this process's
-    own writes: the stand-in for the indexes on `outbox_pending` and `deadline`, which
-    FerretDB 1.24 creates but does not use. One scan fills it at start."""
+    """Which jobs have events to publish, which have a deadline and which finished jobs still
+    hold an image or a result, kept from this process's own writes: the stand-in for the
+    indexes on `outbox_pending`, `deadline` and (`status`, `updated_at`), which FerretDB 1.24
+    creates but does not use. One scan fills it at start."""
 
     def __init__(self) -> None:
         self.pending: set[str] = set()
         self.deadlines: dict[str, datetime] = {}
+        # Finished jobs holding content, as the few fields purgeable_query asks about.
+        self.held: dict[str, Document] = {}
         # Jobs whose last write failed without an answer (the database went away): it may
         # have landed, so they are read again by `_id` before the sets above are trusted.
         self.doubtful: set[str] = set()
@@ -115,11 +129,36 @@ class OpenJobs:
             self.deadlines[job_id] = job["deadline"]
         else:
             self.deadlines.pop(job_id, None)
+        held = _held(job)
+        if held is not None:
+            self.held[job_id] = held
+        else:
+            self.held.pop(job_id, None)
 
     def forget(self, job_id: str) -> None:
         self.pending.discard(job_id)
         self.deadlines.pop(job_id, None)
+        self.held.pop(job_id, None)
         self.doubtful.discard(job_id)
+
+
+def _held(job: Mapping[str, Any]) -> Document | None:
+    """A finished job's retention fields, its image and result reduced to whether they are
+    there (a few hundred bytes a job); None for a job that holds nothing retention removes."""
+    holds_image = bool(job.get("image")) and job.get("image_deleted_at") is None
+    if job.get("status") not in TERMINAL or job.get("deleted"):
+        return None
+    if not holds_image and not job.get("result"):
+        return None
+    return {
+        "status": job["status"],
+        "deleted": False,
+        "updated_at": job["updated_at"],
+        "keep_image": bool(job.get("keep_image")),
+        "image": True if job.get("image") else None,
+        "image_deleted_at": job.get("image_deleted_at"),
+        "result": True if job.get("result") else None,
+    }
 
 
 class CheckedDocuments:
@@ -232,7 +271,17 @@ def _split(query: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return str(conditions.pop("_id")), conditions
 
 
-_STATE: Final = {"outbox_pending": 1, "deadline": 1, "status": 1, "deleted": 1}
+_STATE: Final = {
+    "outbox_pending": 1,
+    "deadline": 1,
+    "status": 1,
+    "deleted": 1,
+    "updated_at": 1,
+    "keep_image": 1,
+    "image": 1,
+    "image_deleted_at": 1,
+    "result": 1,
+}
 
 
 class FerretDbJobStore:
@@ -316,6 +365,17 @@ class FerretDbJobStore:
                 found.append(from_document(document))
         return found
 
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        await self._settle()
+        query = purgeable_query(at, policy)
+        due = [job_id for job_id, held in self._open.held.items() if matches(held, query)]
+        found = []
+        for job_id in due[:limit]:
+            document = await self._current(job_id)
+            if document is not None and matches(document, query):
+                found.append(from_document(document))
+        return found
+
     async def _current(self, job_id: str) -> Document | None:
         """The job as last written here, else as read by `_id` (the stored state wins)."""
         document = self._jobs.known(job_id) or await self._jobs.find_one(job_id)
@@ -329,7 +389,13 @@ class FerretDbJobStore:
         """Once, every job with pending events or a deadline (a scan); then each job whose
         last write went unanswered, read again."""
         if not self._open.filled:
-            query = {"$or": [{"outbox_pending": True}, {"deadline": {"$ne": None}}]}
+            query = {
+                "$or": [
+                    {"outbox_pending": True},
+                    {"deadline": {"$ne": None}},
+                    {"status": {"$in": sorted(TERMINAL)}, "deleted": False},
+                ]
+            }
             for document in await self._jobs.find(query, _STATE):
                 self._open.track(document)
             self._open.filled = True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from inference_service.domain.clock import as_utc
@@ -46,7 +47,6 @@ def from_document(document: Mapping[str, Any]) -> Job:
     image = document.get("image")
     error = document.get("error")
     result = document.get("result")
-    deadline = document.get("deadline")
     return Job(
         id=str(document["_id"]),
         owner=document["owner"],
@@ -64,10 +64,13 @@ def from_document(document: Mapping[str, Any]) -> Job:
         attempt=int(document.get("attempt") or 0),
         execution_id=document.get("execution_id"),
         execution_ids=tuple(document.get("execution_ids") or ()),
-        deadline=as_utc(deadline) if deadline is not None else None,
+        deadline=_instant(document.get("deadline")),
         error=JobError(error["code"], error["message"]) if error else None,
         result=_result(result) if result else None,
         deleted=bool(document.get("deleted")),
+        keep_image=bool(document.get("keep_image")),
+        image_deleted_at=_instant(document.get("image_deleted_at")),
+        purged_at=_instant(document.get("purged_at")),
         applied_events=tuple(document.get("applied_events") or ()),
         version=int(document.get("version") or 0),
     )
@@ -81,6 +84,10 @@ def outbox_of(document: Mapping[str, Any]) -> Outbox:
         deleted=bool(document.get("deleted")),
         image_uri=image["uri"] if image else None,
     )
+
+
+def _instant(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
 
 
 def _image(image: Mapping[str, Any]) -> StoredImage:

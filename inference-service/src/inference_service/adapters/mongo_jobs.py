@@ -25,8 +25,8 @@ from inference_service.adapters.job_documents import (
 from inference_service.domain.batch import DELETED
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change, Job, JobFilter
-from inference_service.domain.lifecycle import ACTIVE
+from inference_service.domain.job import Change, Job, JobFilter, RetentionPolicy
+from inference_service.domain.lifecycle import ACTIVE, TERMINAL
 from inference_service.ports import KeyHolder, Outbox
 
 INDEXES: Final = [
@@ -35,6 +35,8 @@ INDEXES: Final = [
     IndexModel([("owner", ASCENDING), ("model", ASCENDING), ("created_at", DESCENDING)]),
     IndexModel([("outbox_pending", ASCENDING)]),
     IndexModel([("status", ASCENDING), ("deadline", ASCENDING)]),
+    # The retention sweep's: finished jobs by when they finished.
+    IndexModel([("status", ASCENDING), ("updated_at", ASCENDING)]),
 ]
 
 # Indexes of earlier versions that would now get in the way: a database written by one of
@@ -58,6 +60,26 @@ def status_of(document: Document) -> str:
 
 def overdue_query(at: datetime) -> Document:
     return {"status": {"$in": sorted(ACTIVE)}, "deadline": {"$lt": at}, "deleted": False}
+
+
+def purgeable_query(at: datetime, policy: RetentionPolicy) -> Document:
+    """Job.due_for_purge as a query: a finished job with its result or image bytes, finished
+    before the result's retention ended, or before the image's unless it keeps its image."""
+    results_before = policy.results_before(at)
+    held_image = {"image": {"$ne": None}, "image_deleted_at": None}
+    return {
+        "status": {"$in": sorted(TERMINAL)},
+        "deleted": False,
+        "$or": [
+            {"result": {"$ne": None}, "updated_at": {"$lt": results_before}},
+            {**held_image, "updated_at": {"$lt": results_before}},
+            {
+                **held_image,
+                "keep_image": {"$ne": True},
+                "updated_at": {"$lt": policy.images_before(at)},
+            },
+        ],
+    }
 
 
 def key_id(owner: str, key: str) -> str:
@@ -145,6 +167,10 @@ class MongoJobStore:
 
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         found = await self.jobs.find(overdue_query(at), _JOB, limit=limit)
+        return [from_document(document) for document in found]
+
+    async def purgeable(self, at: datetime, policy: RetentionPolicy, limit: int) -> list[Job]:
+        found = await self.jobs.find(purgeable_query(at, policy), _JOB, limit=limit)
         return [from_document(document) for document in found]
 
     async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:

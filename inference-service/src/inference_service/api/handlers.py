@@ -154,6 +154,7 @@ class JobsApi:
                 options=options,
                 image=data,
                 execute=bool(fields.get("execute", False)),
+                keep_image=bool(fields.get("keep_image", False)),
                 idempotency_key=header("Idempotency-Key"),
                 span=request_span(),
                 callback=(

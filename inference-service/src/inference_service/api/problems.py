@@ -19,6 +19,7 @@ from inference_service.api.batch_uploads import BatchTooLarge, InvalidArchive
 from inference_service.api.telemetry import request_span
 from inference_service.domain.batch import FileProblem
 from inference_service.domain.catalog import UnknownModel
+from inference_service.domain.clock import iso
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
@@ -30,6 +31,7 @@ from inference_service.service_layer.jobs import (
     IdempotentRequestInProgress,
     JobNotFound,
     NoResult,
+    Purged,
 )
 from inference_service.service_layer.waiting import ClassificationFailed, ClassificationTimedOut
 
@@ -48,6 +50,7 @@ _TITLES: Final = {
     405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Conflict",
+    410: "Gone",
     413: "Content Too Large",
     415: "Unsupported Media Type",
     422: "Unprocessable Content",
@@ -240,6 +243,11 @@ def _no_result(exc: NoResult) -> ProblemSpec:
     )
 
 
+def _purged(exc: Purged) -> ProblemSpec:
+    extensions = {"job_status": exc.status.value, "removed_at": iso(exc.removed_at)}
+    return ProblemSpec(410, "purged", str(exc), extensions=extensions)
+
+
 def _batch_not_finished(exc: BatchNotFinished) -> ProblemSpec:
     return ProblemSpec(
         409,
@@ -294,6 +302,7 @@ _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (IdempotentRequestInProgress, _simple(409, "idempotency-key-in-progress")),
     (ExecuteNeedsImage, _simple(422, "execute-needs-image", _field_error(pointer="/execute"))),
     (NoResult, _no_result),
+    (Purged, _purged),
     (ClassificationFailed, _classify_failed),
     (ClassificationTimedOut, _classify_timed_out),
     (StoreUnavailable, _database_unavailable),

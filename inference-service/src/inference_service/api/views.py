@@ -3,6 +3,7 @@ BatchResultLine of the spec)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from inference_common.tracecontext import trace_id
@@ -11,7 +12,7 @@ from inference_service.domain.batch import DELETED, REJECTED, BatchFile, BatchPr
 from inference_service.domain.clock import iso
 from inference_service.domain.job import Job
 from inference_service.domain.lifecycle import JobStatus
-from inference_service.service_layer.jobs import NoResult
+from inference_service.service_layer.jobs import NoResult, Purged
 
 
 def job_links(base_path: str, job_id: str) -> dict[str, str]:
@@ -50,7 +51,14 @@ def job_view(job: Job, base_path: str) -> dict[str, Any]:
         "error": {"code": job.error.code, "message": job.error.message} if job.error else None,
         "trace_id": trace_id(job.traceparent),
         "links": job_links(base_path, job.id),
+        "keep_image": job.keep_image,
+        "image_deleted_at": _instant(job.image_deleted_at),
+        "purged_at": _instant(job.purged_at),
     }
+
+
+def _instant(at: datetime | None) -> str | None:
+    return iso(at) if at is not None else None
 
 
 def result_view(job: Job) -> dict[str, Any]:
@@ -103,7 +111,10 @@ def result_line(file: BatchFile, job: Job | None) -> dict[str, Any]:
         return {**line, "status": DELETED, "problem": problem_body(404, detail, slug="job-deleted")}
     if job.status is JobStatus.DONE and job.result is not None:
         return {**line, "status": job.status.value, "result": job.result.result}
-    spec = describe(NoResult(job))
+    if job.purged_at is not None:  # retention removed it: 410, as GET /jobs/{id}/result says
+        spec = describe(Purged(job, "result", job.purged_at))
+    else:
+        spec = describe(NoResult(job))
     assert spec is not None
     return {
         **line,

@@ -159,6 +159,13 @@ def deleted(job_id: str, at: datetime, traceparent: str) -> OutboxEvent:
     return OutboxEvent.wrap(event)
 
 
+def purged(job_id: str, removed: tuple[str, ...], at: datetime, traceparent: str) -> OutboxEvent:
+    """Retention removed the finished job's `image`, its `result`, or both."""
+    data = {"job_id": job_id, "removed": list(removed), "purged_at": iso(at)}
+    event = new_event(EventType.PURGED, SOURCE, job_id, data, traceparent=traceparent, time=at)
+    return OutboxEvent.wrap(event)
+
+
 def deadline_failed(
     job_id: str, execution_id: str, attempt: int, at: datetime, traceparent: str
 ) -> OutboxEvent:

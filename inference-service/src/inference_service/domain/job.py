@@ -85,6 +85,23 @@ class RetryPolicy:
 
 
 @dataclass(frozen=True)
+class RetentionPolicy:
+    """How long a finished job keeps its image and its result, counted from when it
+    finished (docs/retention.md). A job that asked to keep its image keeps it as long as
+    its result."""
+
+    image_seconds: float
+    result_seconds: float
+
+    def images_before(self, at: datetime) -> datetime:
+        """Images of jobs that finished before this are due."""
+        return at - timedelta(seconds=self.image_seconds)
+
+    def results_before(self, at: datetime) -> datetime:
+        return at - timedelta(seconds=self.result_seconds)
+
+
+@dataclass(frozen=True)
 class JobFilter:
     """What `GET /jobs` may ask for, besides the owner."""
 
@@ -159,6 +176,11 @@ class Job:
     error: JobError | None = None
     result: JobResult | None = None
     deleted: bool = False
+    # Retention: keep the image as long as the result (asked at creation); when the image's
+    # bytes were removed; when the result was purged.
+    keep_image: bool = False
+    image_deleted_at: datetime | None = None
+    purged_at: datetime | None = None
     # The result events folded in, by id: a redelivered one changes nothing.
     applied_events: tuple[str, ...] = ()
     # Incremented by every change: the store's compare-and-set compares it.
@@ -182,6 +204,7 @@ class Job:
         traceparent: str,
         at: datetime,
         callback: dict[str, str] | None = None,
+        keep_image: bool = False,
     ) -> Change:
         """`callback` (url and events) is announced in the `created` event, not kept here: the
         webhook dispatcher learns from it, without a read, whether the job has one."""
@@ -199,6 +222,7 @@ class Job:
             fingerprint=fingerprint,
             image=image,
             idempotency_key=idempotency_key,
+            keep_image=keep_image,
         )
         return Change(None, job, (events.created(job, traceparent, callback),))
 
@@ -231,7 +255,8 @@ class Job:
         )
 
     def delete(self, at: datetime, traceparent: str) -> Change:
-        """Marked deleted (an active job is cancelled first); purged once its events are out."""
+        """Marked deleted (an active job is cancelled first), its result dropped at once; the
+        record is removed once its events are out. The caller removes the image's bytes."""
         require(self.id, Action.DELETE, self.status)
         raised: list[OutboxEvent] = []
         job = self
@@ -240,7 +265,7 @@ class Job:
             job = dataclasses.replace(job, status=JobStatus.CANCELLED)
         raised.append(events.deleted(self.id, at, traceparent))
         after = dataclasses.replace(
-            job, deleted=True, updated_at=at, deadline=None, version=self.version + 1
+            job, deleted=True, result=None, updated_at=at, deadline=None, version=self.version + 1
         )
         return Change(self, after, tuple(raised))
 
@@ -328,6 +353,39 @@ class Job:
             deadline=None,
             updated_at=at,
         )
+
+    # --- retention ---
+
+    @property
+    def holds_image(self) -> bool:
+        """Its image's bytes are (still) in the image store."""
+        return self.image is not None and self.image_deleted_at is None
+
+    def due_for_purge(self, at: datetime, policy: RetentionPolicy) -> tuple[str, ...]:
+        """What retention removes at `at`: `image`, `result`, both or nothing. Only a finished
+        job, never one an executor may still need: finished is final. `updated_at` is when it
+        finished (a purge leaves it as it is)."""
+        if self.deleted or not allows(Action.PURGE, self.status):
+            return ()
+        results_due = self.updated_at < policy.results_before(at)
+        image_due = results_due or (
+            not self.keep_image and self.updated_at < policy.images_before(at)
+        )
+        removed = ("image",) if self.holds_image and image_due else ()
+        return removed + (("result",) if self.result is not None and results_due else ())
+
+    def purge(self, at: datetime, policy: RetentionPolicy) -> Change | None:
+        """Drop what is due (the caller removes the image's bytes first); None: nothing is."""
+        removed = self.due_for_purge(at, policy)
+        if not removed:
+            return None
+        fields: dict[str, Any] = {}
+        if "image" in removed:
+            fields["image_deleted_at"] = at
+        if "result" in removed:
+            fields.update(result=None, purged_at=at)
+        event = events.purged(self.id, removed, at, child_traceparent(self.traceparent))
+        return self._change(Action.PURGE, event, **fields)
 
     # --- helpers ---
 

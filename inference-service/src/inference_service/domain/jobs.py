@@ -37,11 +37,23 @@ def new_job_id() -> str:
 
 
 def request_fingerprint(
-    name: str, model: str, options: dict[str, Any], sha256: str | None, execute: bool
+    name: str,
+    model: str,
+    options: dict[str, Any],
+    sha256: str | None,
+    execute: bool,
+    *,
+    keep_image: bool = False,
 ) -> str:
     """Tells an idempotent retry (same request) from a key reused for a different one."""
-    canonical = json.dumps(
-        {"name": name, "model": model, "options": options, "image": sha256, "execute": execute},
-        sort_keys=True,
-    )
+    request = {
+        "name": name,
+        "model": model,
+        "options": options,
+        "image": sha256,
+        "execute": execute,
+    }
+    if keep_image:  # only when asked: the fingerprints of earlier requests stay as they were
+        request["keep_image"] = True
+    canonical = json.dumps(request, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()

@@ -30,7 +30,7 @@ EVERY: Final = frozenset(JobStatus)
 
 
 class Action(StrEnum):
-    """What can happen to a job: the API's requests, the executors' results, the sweeper."""
+    """What can happen to a job: the API's requests, the executors' results, the sweepers."""
 
     EXECUTE = "execute"
     CHANGE_IMAGE = "change the image of"
@@ -41,6 +41,7 @@ class Action(StrEnum):
     FAIL = "fail"
     RETRY = "retry"
     EXPIRE = "expire"
+    PURGE = "purge"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ MOVES: Final[dict[Action, Move]] = {
     Action.FAIL: Move(ACTIVE, JobStatus.FAILED),
     Action.RETRY: Move(ACTIVE, JobStatus.QUEUED),
     Action.EXPIRE: Move(ACTIVE, JobStatus.FAILED),
+    # Retention removes a finished job's stored content; its status stays.
+    Action.PURGE: Move(TERMINAL, None),
 }
 
 

@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from inference_common.image_store import ImageKey, ImageMissing, ImageStore
@@ -73,6 +73,16 @@ class NoResult(Exception):
         super().__init__(_no_result_detail(self.status))
 
 
+class Purged(Exception):
+    """Retention removed what was asked for (the API: 410 Gone); the job is still there."""
+
+    def __init__(self, job: Job, what: str, at: datetime) -> None:
+        self.job_id = job.id
+        self.status = job.status
+        self.removed_at = at
+        super().__init__(f"the job's {what} was removed under the retention policy")
+
+
 def _no_result_detail(status: JobStatus) -> str:
     if status is JobStatus.FAILED:
         return "the job failed; `error` tells why"
@@ -98,6 +108,7 @@ class NewJob:
     image: bytes | None
     execute: bool = False
     idempotency_key: str | None = None
+    keep_image: bool = False
     # The request's span: the job's events continue its trace.
     span: Span = field(default_factory=Span)
     # Where to POST the job's events (checked by the API against the target policy).
@@ -149,6 +160,8 @@ class JobService:
 
     async def result(self, owner: str, job_id: str) -> Job:
         job = await self.get(owner, job_id)
+        if job.purged_at is not None:
+            raise Purged(job, "result", job.purged_at)
         if job.status is not JobStatus.DONE or job.result is None:
             raise NoResult(job)
         return job
@@ -157,6 +170,8 @@ class JobService:
         job = await self.get(owner, job_id)
         if job.image is None:
             raise JobNotFound(job_id)
+        if job.image_deleted_at is not None:
+            raise Purged(job, "image", job.image_deleted_at)
         try:
             data = await asyncio.to_thread(self.images.get, job.image.uri)
         except ImageMissing:
@@ -182,7 +197,12 @@ class JobService:
             raise ExecuteNeedsImage()
         info = await self.inspect(request.image) if request.image is not None else None
         fingerprint = request_fingerprint(
-            request.name, request.model, options, info.sha256 if info else None, request.execute
+            request.name,
+            request.model,
+            options,
+            info.sha256 if info else None,
+            request.execute,
+            keep_image=request.keep_image,
         )
         job_id = new_job_id()
         key = request.idempotency_key
@@ -250,6 +270,7 @@ class JobService:
             traceparent=traceparent,
             at=at,
             callback=_callback_fields(request.callback),
+            keep_image=request.keep_image,
         )
         if request.execute:
             change = change.then(change.after.execute(at, self.policy, traceparent))
@@ -329,7 +350,8 @@ class JobService:
         return job
 
     async def delete(self, owner: str, job_id: str, span: Span) -> None:
-        """Mark deleted (cancelling an active job first); the relay purges it once published."""
+        """Mark deleted (cancelling an active job first) without its result, and remove the
+        image's bytes; the relay removes the record once its events are published."""
 
         def decide(job: Job) -> Change:
             return job.delete(now(), span.traceparent(continuing=job.traceparent))

@@ -27,6 +27,7 @@ from inference_service.ports import (
 from inference_service.service_layer.folding import ResultFolding, positions, unanswered_starts
 from inference_service.service_layer.live import LiveEvents
 from inference_service.service_layer.relaying import OutboxRelaying
+from inference_service.service_layer.retention import RetentionSweeping
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.webhooks import WebhookDispatching
 from inference_service.service_layer.writer import OutboxWrites
@@ -34,6 +35,7 @@ from inference_service.service_layer.writer import OutboxWrites
 log = logging.getLogger(__name__)
 
 LEASE_NAME: Final = "outbox-relay"
+Sweeping = DeadlineSweeping | RetentionSweeping
 # Starts reading (raises BusError while Kafka cannot be reached).
 LiveStart = Callable[[], Awaitable[None]]
 
@@ -210,9 +212,13 @@ class WebhookLoop:
 
 
 class SweeperLoop:
-    def __init__(self, sweeping: DeadlineSweeping, interval: float) -> None:
+    """One sweep (the deadlines', retention's), then a pause of `interval`, until stopped: a
+    sweep handles a bounded batch, so the database sees at most one batch per interval."""
+
+    def __init__(self, sweeping: Sweeping, interval: float, name: str = "deadline sweep") -> None:
         self.sweeping = sweeping
         self.interval = interval
+        self.name = name
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -221,7 +227,7 @@ class SweeperLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("deadline sweep failed; retrying")
+                log.exception("%s failed; retrying", self.name)
             await sleep_or_stop(stop, self.interval)
 
 

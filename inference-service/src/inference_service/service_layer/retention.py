@@ -1,0 +1,65 @@
+"""Retention: a finished job's image and result are removed when the policy says, in batches.
+
+Only finished jobs are touched, and finished is final: no execution needs their image again,
+so the sweep never races a job being worked on. The image's bytes go first, then the job is
+saved without them (a compare-and-set, with a `purged` event): a crash in between leaves a job
+that still names its image, and the next sweep removes it again (deleting is idempotent). A
+save lost to a concurrent write (a DELETE, another replica's sweep) is left to the next sweep.
+Each job's image is its own copy in the image store (keyed by sha256 and job id), so jobs
+with the same bytes keep theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from inference_common.image_store import ImageStore, ImageStoreError
+from inference_common.tracecontext import trace_id
+from inference_service.domain.clock import now
+from inference_service.domain.job import RetentionPolicy
+from inference_service.metrics import ServiceMetrics
+from inference_service.service_layer.writer import JobWriter
+
+log = logging.getLogger(__name__)
+
+
+class RetentionSweeping:
+    def __init__(
+        self,
+        writer: JobWriter,
+        images: ImageStore,
+        policy: RetentionPolicy,
+        metrics: ServiceMetrics,
+        batch_size: int = 200,
+    ) -> None:
+        self.writer = writer
+        self.images = images
+        self.policy = policy
+        self.metrics = metrics
+        self.batch_size = batch_size
+
+    async def sweep_once(self, at: datetime | None = None) -> int:
+        """Purge one batch of what is due at `at` (now); returns how many jobs changed."""
+        at = at or now()
+        purged = 0
+        for job in await self.writer.store.purgeable(at, self.policy, self.batch_size):
+            removed = job.due_for_purge(at, self.policy)
+            change = job.purge(at, self.policy)
+            if change is None:
+                continue
+            fields = {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
+            if "image" in removed and job.image is not None:
+                try:
+                    await asyncio.to_thread(self.images.delete, job.image.uri)
+                except ImageStoreError as exc:  # this image's store, not the others'
+                    log.warning("cannot remove the job's image now: %s", exc, extra=fields)
+                    continue
+            if not await self.writer.save(change):
+                continue  # changed meanwhile: the next sweep asks the job again
+            purged += 1
+            for part in removed:
+                self.metrics.purged.labels(part).inc()
+            log.info("retention removed the job's %s", " and ".join(removed), extra=fields)
+        return purged
