@@ -6,7 +6,7 @@ Four systems classify the same photo (`cat_720p.jpg`, MobileNet v2), loaded by t
 (benchmarks/post_image.lua) at 2 and then 16 connections, `--seconds` each after a short
 warm-up:
 - the platform's one-request `POST /models/{model}/classify` (the image as the body);
-- the platform's jobs: `POST /jobs` (multipart, execute=true), the long poll
+- the platform's jobs: `POST /jobs` (the raw image, execute=true in the query), the long poll
   `GET /jobs/{id}?wait=` until the job is finished, then `GET /jobs/{id}/result`;
 - the synchronous endpoint (benchmarks/peers/sync_endpoint.py), started here;
 - Celery on Redis (benchmarks/peers/celery_peer.py), started here with its own Redis.

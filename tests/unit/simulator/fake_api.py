@@ -51,11 +51,6 @@ def problem(status: int, kind: str, detail: str, **extra: Any) -> httpx.Response
     )
 
 
-def form_field(body: bytes, name: str) -> str | None:
-    match = re.search(rb'name="' + name.encode() + rb'"\r\n\r\n(.*?)\r\n--', body, re.S)
-    return match.group(1).decode() if match else None
-
-
 @dataclass
 class FakeApi:
     run_s: float = 0.02
@@ -152,8 +147,8 @@ class FakeApi:
             )
         if key in self.by_key:
             return httpx.Response(200, json=self.jobs[self.by_key[key]])
-        body = request.read()
-        model = form_field(body, "model") or ""
+        body, fields = request.read(), request.url.params  # a raw image body
+        model = fields.get("model", "")
         if model in self.rejected_models:
             return problem(422, "unknown-model", f"no model {model}")
         if b"not an image" in body:
@@ -161,7 +156,7 @@ class FakeApi:
         job_id = uuid.uuid4().hex
         job = {
             "id": job_id,
-            "name": form_field(body, "name"),
+            "name": fields.get("name"),
             "model": model,
             "status": "NEW",
             "attempt": 0,
@@ -169,7 +164,7 @@ class FakeApi:
         }
         self.jobs[job_id] = job
         self.by_key[key] = job_id
-        if form_field(body, "execute") == "true":
+        if fields.get("execute") == "true":
             self._queue(job)
         return httpx.Response(201, json=job)
 

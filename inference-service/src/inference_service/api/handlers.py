@@ -52,6 +52,19 @@ def header(name: str) -> str | None:
     return str(value) if value else None
 
 
+def is_raw_image() -> bool:
+    """The body is the image itself: neither a form nor JSON."""
+    media_type = str(current_request.headers.get("content-type", "")).lower()
+    return not media_type.startswith(("multipart/", "application/json"))
+
+
+def raw_body(body: Any, max_bytes: int) -> bytes:
+    """A raw image body as Connexion hands it over (bytes; text for some media types)."""
+    data = body.encode() if isinstance(body, str) else bytes(body or b"")
+    check_size(len(data), max_bytes)
+    return data
+
+
 class ModelsApi:
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -113,14 +126,27 @@ class JobsApi:
 
     async def create_job(
         self,
-        body: dict[str, Any] | None = None,
+        body: Any = None,
         image: UploadFile | None = None,
         user: str | None = None,
+        **query: Any,
     ) -> Answer:
-        fields = body or {}
-        data = None
-        options = fields.get("options") or {}
-        name = fields.get("name")
+        """A form (fields and the `image` file), JSON (no image), or a raw image body with
+        the fields as query parameters."""
+        if is_raw_image():
+            fields = self._query_fields(query)
+            data: bytes | None = raw_body(body, self.max_image_bytes)
+            options = fields["options"]
+            name = fields.get("name")
+        else:
+            if query:
+                names = ", ".join(sorted(query))
+                detail = f"query parameters ({names}) go with a raw image body only"
+                raise Problem(400, detail, "invalid-parameter")
+            fields = body or {}
+            data = None
+            options = fields.get("options") or {}
+            name = fields.get("name")
         if image is not None:
             if image.size is not None:
                 check_size(image.size, self.max_image_bytes)
@@ -140,6 +166,16 @@ class JobsApi:
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job.id))
+
+    @staticmethod
+    def _query_fields(query: dict[str, Any]) -> dict[str, Any]:
+        """A raw body's fields, from the query (the spec checked each value)."""
+        if "model" not in query:
+            detail = "a raw image body needs the query parameter model"
+            error = {"detail": detail, "parameter": "model"}
+            raise Problem(400, detail, "invalid-parameter", errors=[error])
+        options = {key: query[key] for key in ("top_k", "score_threshold") if key in query}
+        return {**query, "options": options}
 
     def _form_options(self, raw: object) -> dict[str, Any]:
         """Multipart carries the options as a JSON string; check it like the JSON body's."""
