@@ -50,7 +50,12 @@ class Executor:
             settings.executor_workers, partial(ModelRegistry.load, store, threads)
         )
         self._mongo = sync_client(settings)
-        self.producer = Producer(producer_config(settings, **{"client.id": self.executor}))
+        self.producer = Producer(
+            producer_config(
+                settings,
+                **{"client.id": self.executor, "linger.ms": settings.executor_linger_ms},
+            )
+        )
         self.replica = ReplicaSlot.claim(settings, settings.executor_group_id)
         consumer = Consumer(
             consumer_config(
