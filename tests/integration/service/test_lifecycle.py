@@ -130,7 +130,7 @@ def test_a_raw_image_body_is_refused_without_a_model_or_with_a_bad_option(
 ) -> None:
     client = service.client
     raw = {"content": image_bytes(), "headers": {"content-type": "image/jpeg"}}
-    no_model = assert_problem(client.post("/jobs", **raw), 400, "invalid-parameter")
+    no_model = assert_problem(client.post("/jobs", **raw), 422, "invalid-parameter")
     assert no_model["errors"][0]["parameter"] == "model"
     bad_option = {"model": "mobilenet-v2-imagenet-quant", "top_k": "0"}
     assert_problem(client.post("/jobs", params=bad_option, **raw), 400)
@@ -148,7 +148,7 @@ def test_a_raw_image_body_is_refused_without_a_model_or_with_a_bad_option(
         files={"image": ("upload", image_bytes(), "image/jpeg")},
         data={"model": "mobilenet-v2-imagenet-quant"},
     )
-    assert_problem(form, 400, "invalid-parameter")
+    assert_problem(form, 422, "invalid-parameter")
 
 
 def test_execute_without_image_in_one_call_is_refused(service: RunningService) -> None:

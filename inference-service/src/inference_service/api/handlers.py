@@ -129,24 +129,32 @@ class JobsApi:
         body: Any = None,
         image: UploadFile | None = None,
         user: str | None = None,
-        **query: Any,
+        *,
+        model: str | None = None,
+        name: str | None = None,
+        execute: bool | None = None,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
     ) -> Answer:
         """A form (fields and the `image` file), JSON (no image), or a raw image body with
         the fields as query parameters."""
+        given = {"model": model, "name": name, "execute": execute}
+        options = {"top_k": top_k, "score_threshold": score_threshold}
+        query = {key: value for key, value in {**given, **options}.items() if value is not None}
+        data: bytes | None = None
         if is_raw_image():
-            fields = self._query_fields(query)
-            data: bytes | None = raw_body(body, self.max_image_bytes)
-            options = fields["options"]
-            name = fields.get("name")
+            if model is None:
+                raise _unusable_query("a raw image body needs the query parameter model", "model")
+            fields: dict[str, Any] = query
+            data = raw_body(body, self.max_image_bytes)
+            options = {key: value for key, value in options.items() if value is not None}
+        elif query:
+            names = ", ".join(sorted(query))
+            raise _unusable_query(f"query parameters ({names}) go with a raw image body only")
         else:
-            if query:
-                names = ", ".join(sorted(query))
-                detail = f"query parameters ({names}) go with a raw image body only"
-                raise Problem(400, detail, "invalid-parameter")
             fields = body or {}
-            data = None
             options = fields.get("options") or {}
-            name = fields.get("name")
+        name = fields.get("name")
         if image is not None:
             if image.size is not None:
                 check_size(image.size, self.max_image_bytes)
@@ -166,16 +174,6 @@ class JobsApi:
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job.id))
-
-    @staticmethod
-    def _query_fields(query: dict[str, Any]) -> dict[str, Any]:
-        """A raw body's fields, from the query (the spec checked each value)."""
-        if "model" not in query:
-            detail = "a raw image body needs the query parameter model"
-            error = {"detail": detail, "parameter": "model"}
-            raise Problem(400, detail, "invalid-parameter", errors=[error])
-        options = {key: query[key] for key in ("top_k", "score_threshold") if key in query}
-        return {**query, "options": options}
 
     def _form_options(self, raw: object) -> dict[str, Any]:
         """Multipart carries the options as a JSON string; check it like the JSON body's."""
@@ -293,6 +291,13 @@ def _sse(events: AsyncIterator[bytes]) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+def _unusable_query(detail: str, parameter: str | None = None) -> Problem:
+    """Each parameter is valid on its own (the spec checked it); together with this body
+    they are not: 422, like any other well-formed but unusable request."""
+    error = {"detail": detail, **({"parameter": parameter} if parameter else {})}
+    return Problem(422, detail, "invalid-parameter", errors=[error])
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
