@@ -7,7 +7,7 @@ UV ?= uv
 RUN := $(UV) run --frozen
 STACK := python3 stack/localstack.py
 
-.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale faults clean
+.PHONY: install assets up down status logs kafka-topics kafka-consume lint test test-s3 pytest pytest-atomic atomicity fuzz demo serve watch web-ui bench bench-tools bench-executor bench-scale bench-tracing faults clean
 
 install:  ## the Python workspace (uv is installed with pip when missing)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet "uv>=0.5"
@@ -16,7 +16,7 @@ install:  ## the Python workspace (uv is installed with pip when missing)
 assets: install  ## models, labels and sample images into .cache/assets, checked by sha256
 	$(RUN) inference-assets fetch
 
-up:  ## Kafka (KRaft) and FerretDB on 127.0.0.1, downloaded and built on first use
+up:  ## Kafka (KRaft) and FerretDB on 127.0.0.1 (versitygw too with STACK_S3=1), downloaded and built on first use
 	$(STACK) up
 
 down:  ## stops whatever up/serve/demo started (data stays in .cache/stack)
@@ -34,6 +34,9 @@ kafka-topics:  ## the native Kafka tool: list and describe topics
 kafka-consume:  ## the native console consumer: make kafka-consume TOPIC=inference.jobs
 	$(STACK) kafka-consume --topic $(or $(TOPIC),inference.jobs) --from-beginning
 
+# The local platform's webhook receivers (make demo's) listen on loopback, over http.
+serve: export WEBHOOK_ALLOW_HTTP = true
+serve: export WEBHOOK_ALLOW_LOOPBACK = true
 serve: assets  ## the stack, then the job service (http://127.0.0.1:8080) and an executor
 	$(STACK) up --platform
 
@@ -73,6 +76,9 @@ bench-scale: assets up  ## benchmark: 1, 2, 3 executor processes in one group dr
 	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mnist-lstm-tflm-float32 --jobs 1000
 	env $$($(STACK) env) $(BENCH) benchmarks.scale --models mobilenet-v2-imagenet-quant --jobs 300
 
+bench-tracing: assets  ## benchmark: CPU per job with OpenTelemetry traces off and on (in-process, no servers)
+	$(RUN) python -m benchmarks.tracing
+
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
@@ -103,12 +109,15 @@ fuzz: assets up  ## schemathesis over every operation, FUZZ_EXAMPLES each (250: 
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SCENARIOS=$(FUZZ_SCENARIOS) $(RUN) pytest tests/integration/service/test_schemathesis.py \
 	  -p no:cacheprovider -q --hypothesis-show-statistics $(PYTEST_ARGS)
 
-test: lint pytest pytest-atomic  ## what CI runs: lint, types, every test on the real stack, the service's again on the atomic server
+# STACK_S3=1: `make up` builds versitygw too (about 2.5 CPU-minutes from empty Go caches, once)
+# and starts it, so CI runs the image-store contract on every store and jobs end to end on S3.
+test: export STACK_S3 := 1
+test: lint pytest pytest-atomic  ## what CI runs: lint, types, every test on the real stack (S3 too), the service's again on the atomic server
 
-# SeaweedFS is built from the Go module proxy the first time (long on 2 cores), then cached in
-# .cache/stack/bin; plain `make pytest` runs these tests too once it is built, and skips them before.
-test-s3: assets up  ## the image-store contract on S3 (SeaweedFS) and jobs end to end with IMAGE_STORE=s3
-	TEST_S3=1 $(RUN) pytest tests/integration/test_s3_image_store.py tests/integration/test_s3_end_to_end.py $(PYTEST_ARGS)
+# Plain `make pytest` runs these tests too once versitygw is built, and skips them before.
+test-s3: export STACK_S3 := 1
+test-s3: assets up  ## the image-store contract on S3 (versitygw) and jobs end to end with IMAGE_STORE=s3
+	$(RUN) pytest tests/integration/test_s3_image_store.py tests/integration/test_s3_end_to_end.py $(PYTEST_ARGS)
 
 faults: assets  ## the fault-injection run, open loop, on a private stack: make faults JOBS=1000 RATE=10 (docs/faults.md)
 	$(RUN) python -m tests.faults.runner --jobs $(or $(JOBS),1000) --rate $(or $(RATE),10) $(FAULTS_ARGS)

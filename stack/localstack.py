@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The local stack: Apache Kafka (KRaft, one node) and FerretDB (MongoDB API on SQLite).
 
-With --s3 (or STACK_S3=1), also SeaweedFS, an S3-compatible server for the S3 image store, built
-from the Go module proxy (stack/seaweedfs/) on first use.
+With --s3 (or STACK_S3=1), also versitygw, an S3-compatible server for the S3 image store, built
+from the Go module proxy (stack/versitygw/) on first use.
 
 With --platform, the same machinery also runs the job service and an executor from the
 workspace's virtualenv (.venv), for the demo and for trying the API by hand. With
@@ -56,14 +56,14 @@ DEFAULT_STATE = REPO_ROOT / ".cache" / "stack"
 HOST = "127.0.0.1"
 INFRASTRUCTURE = ("kafka", "ferretdb")
 ATOMIC_MONGO = "atomic-mongo"
-OBJECT_STORE = ("seaweedfs",)  # only when S3 is wanted: its first build takes minutes
+OBJECT_STORE = ("versitygw",)  # only when S3 is wanted: built on first use
 PLATFORM = ("inference-service", "executor-service")
 SERVICES = (*INFRASTRUCTURE, ATOMIC_MONGO, *OBJECT_STORE, *PLATFORM)
 _HAVE_PROC = Path("/proc/self/stat").exists()
 # The FerretDB binary is rebuilt whenever one of these changes.
 _GO_FILES = ("go.mod", "go.sum", "tools.go", "patches.json")
-# The SeaweedFS binary, whenever one of these does: they pin its version and checksum.
-_SEAWEEDFS_FILES = ("go.mod", "go.sum")
+# The versitygw binary, whenever one of these does: they pin its version and checksums.
+_VERSITYGW_FILES = ("go.mod", "go.sum", "tools.go")
 # The S3 image store's bucket on the local stack (IMAGE_STORE_S3_BUCKET's default).
 S3_BUCKET = "inference-images"
 
@@ -106,9 +106,9 @@ class Config:
     executor_port: int = 8081
     cache: Path = DEFAULT_STATE
     atomic_mongo_port: int = 27018
-    # SeaweedFS's S3 port; its other servers listen on the ten ports above it.
+    # The S3-compatible server's one port.
     s3_port: int = 8333
-    # Whether `up` starts SeaweedFS, and the platform services put images there.
+    # Whether `up` starts versitygw, and the platform services put images there.
     s3: bool = False
 
     @classmethod
@@ -700,83 +700,57 @@ def _atomic_mongo_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
     return [*argv, HOST, str(cfg.atomic_mongo_port)], {}
 
 
-# ---------------------------------------------------------------- SeaweedFS (S3)
+# ---------------------------------------------------------------- versitygw (S3)
 
-# SeaweedFS needs a newer Go than FerretDB (its go.mod says which); "auto" lets an older Go
-# fetch that toolchain from the Go module proxy, as a module, checked against the checksum DB.
-_SEAWEEDFS_TOOLCHAIN = "auto"
-
-
-def _seaweedfs_source(cfg: Config, log: Path) -> Path:
-    """A writable copy of SeaweedFS's module source, in which the build runs as the main module.
-
-    Built as a dependency (as FerretDB is), Go would ignore the `replace` directives of
-    SeaweedFS's go.mod, and the build needs them. stack/seaweedfs/go.sum pins the module's own
-    checksum; the copy's go.sum, those of all its dependencies.
-    """
-    src = STACK_SRC / "seaweedfs"
-    args = ["mod", "download", "-json", "github.com/seaweedfs/seaweedfs"]
-    info = json.loads(_go(args, src, log, "downloading SeaweedFS", _SEAWEEDFS_TOOLCHAIN))
-    copy = cfg.cache / "seaweedfs-build" / f"src-{info['Version']}"
-    if not (copy / "go.mod").exists():
-        shutil.rmtree(copy, ignore_errors=True)
-        shutil.copytree(info["Dir"], copy, copy_function=shutil.copyfile)
-        for folder, _, _ in os.walk(copy):
-            os.chmod(folder, 0o755)  # copytree kept the module cache's read-only folders
-    return copy
+# Its go.mod asks for a newer Go than FerretDB's; "auto" lets an older Go fetch that toolchain
+# from the Go module proxy, as a module, checked against the checksum database.
+_VERSITYGW_TOOLCHAIN = "auto"
 
 
-def seaweedfs_binary(cfg: Config, build: bool = True) -> Path | None:
-    """The SeaweedFS binary, built once per version of stack/seaweedfs/; without `build`,
+def versitygw_binary(cfg: Config, build: bool = True) -> Path | None:
+    """The versitygw binary, built once per version of stack/versitygw/; without `build`,
     None when it has not been built yet."""
-    src = STACK_SRC / "seaweedfs"
-    binary = cfg.cache / "bin" / f"weed-{_digest(*(src / f for f in _SEAWEEDFS_FILES))}"
+    src = STACK_SRC / "versitygw"
+    binary = cfg.cache / "bin" / f"versitygw-{_digest(*(src / f for f in _VERSITYGW_FILES))}"
     if binary.exists() or not build:
         return binary if binary.exists() else None
     with _building(cfg):
         if not binary.exists():
-            _build_seaweedfs(cfg, binary)
+            _build_versitygw(cfg, src, binary)
     return binary
 
 
-def _build_seaweedfs(cfg: Config, binary: Path) -> None:
+def _build_versitygw(cfg: Config, src: Path, binary: Path) -> None:
     _tool("go")
-    _say("building SeaweedFS from the Go module proxy (first run: many minutes on 2 cores)...")
-    log = cfg.logs / "seaweedfs-build.log"
+    _say("building versitygw from the Go module proxy (first run: a few minutes on 2 cores)...")
     started = time.monotonic()
-    copy = _seaweedfs_source(cfg, log)
     tmp = binary.with_suffix(".tmp")
     # -s -w: no symbol tables or DWARF, which would double the binary's size.
-    args = ["build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", str(tmp), "./weed"]
-    _go(args, copy, log, "building SeaweedFS", _SEAWEEDFS_TOOLCHAIN)
+    args = ["build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", str(tmp)]
+    args.append("github.com/versity/versitygw/cmd/versitygw")
+    log = cfg.logs / "versitygw-build.log"
+    _go(args, src, log, "building versitygw", _VERSITYGW_TOOLCHAIN)
     tmp.replace(binary)
     size_mb = binary.stat().st_size / 1e6
-    _say(f"SeaweedFS built in {time.monotonic() - started:.0f} s ({size_mb:.0f} MB)")
-    shutil.rmtree(copy, ignore_errors=True)  # 150 MB of source; the module cache keeps it
-    for old in binary.parent.glob("weed-*"):
+    _say(f"versitygw built in {time.monotonic() - started:.0f} s ({size_mb:.0f} MB)")
+    for old in binary.parent.glob("versitygw-*"):
         if old != binary:
             old.unlink()
 
 
 def s3_credentials(cfg: Config) -> tuple[str, str]:
-    """The access key and secret of the local S3 server's one identity, made once per state
-    directory: the server checks every request's signature, as AWS does."""
-    path = cfg.state / "seaweedfs" / "s3.json"
+    """The access key and secret of the local S3 server's root account, made once per state
+    directory: the server checks every request's signature (SigV4), as AWS does."""
+    path = cfg.state / "versitygw" / "credentials.json"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        identity = {
-            "name": "localstack",
-            "credentials": [
-                {"accessKey": secrets.token_hex(10), "secretKey": secrets.token_hex(20)}
-            ],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }
+        made = {"access_key": secrets.token_hex(10), "secret_key": secrets.token_hex(20)}
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"identities": [identity]}, indent=2))
+        tmp.write_text(json.dumps(made, indent=2))
         tmp.chmod(0o600)
         tmp.replace(path)
-    credentials = json.loads(path.read_text())["identities"][0]["credentials"][0]
-    return credentials["accessKey"], credentials["secretKey"]
+    credentials = json.loads(path.read_text())
+    return credentials["access_key"], credentials["secret_key"]
 
 
 def s3_env(cfg: Config) -> dict[str, str]:
@@ -792,82 +766,36 @@ def s3_env(cfg: Config) -> dict[str, str]:
     }
 
 
-def _seaweedfs_ports(cfg: Config) -> dict[str, int]:
-    """Every port SeaweedFS listens on, fixed, so that none collides with the stack's others
-    (its own defaults include 8080 and 8888) or falls in the ephemeral range."""
-    names = ("s3", "master", "volume", "filer")
-    http = {name: cfg.s3_port + offset for offset, name in enumerate(names)}
-    grpc = {f"{name}.grpc": cfg.s3_port + 10 + offset for offset, name in enumerate(names)}
-    return {**http, **grpc}
-
-
-def _seaweedfs_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
-    binary = seaweedfs_binary(cfg)
+def _versitygw_prepare(cfg: Config) -> tuple[list[str], dict[str, str]]:
+    binary = versitygw_binary(cfg)
     assert binary is not None
-    (cfg.state / "seaweedfs" / "data").mkdir(parents=True, exist_ok=True)
-    s3_credentials(cfg)
-    return seaweedfs_argv(cfg, binary), {}
+    access_key, secret_key = s3_credentials(cfg)
+    state = cfg.state / "versitygw"
+    # The posix backend serves each directory of its root as a bucket: the image bucket is
+    # there from the first start, as it would be provisioned on AWS.
+    (state / "buckets" / S3_BUCKET).mkdir(parents=True, exist_ok=True)
+    (state / "metadata").mkdir(exist_ok=True)
+    # The root account's keys by environment, not argv: `ps` shows argv to every user.
+    env = {"ROOT_ACCESS_KEY_ID": access_key, "ROOT_SECRET_ACCESS_KEY": secret_key}
+    return versitygw_argv(cfg, binary), env
 
 
-def seaweedfs_argv(cfg: Config, binary: Path) -> list[str]:
-    """`weed server` with a master, a volume server, a filer and the S3 gateway, all on
-    127.0.0.1 and on the ports of _seaweedfs_ports, and nothing else."""
-    state = cfg.state / "seaweedfs"
-    data = state / "data"
-    port = _seaweedfs_ports(cfg)
+def versitygw_argv(cfg: Config, binary: Path) -> list[str]:
+    """The S3 gateway on 127.0.0.1 only, over a directory of the state directory; object
+    metadata (content type, checksums) in sidecar files, so no filesystem xattrs are needed."""
+    state = cfg.state / "versitygw"
     return [
         str(binary),
-        "-logtostderr",
-        "server",
-        f"-ip={HOST}",
-        f"-ip.bind={HOST}",
-        f"-dir={data}",
-        f"-master.port={port['master']}",
-        f"-master.port.grpc={port['master.grpc']}",
-        # Small volumes, as many as the disk holds: every bucket is a collection of its own.
-        "-master.volumeSizeLimitMB=128",
-        "-volume.max=0",
-        # No anonymous usage reports; should that ever change, to a closed loopback port.
-        "-master.telemetry=false",
-        "-master.telemetry.url=http://127.0.0.1:9/",
-        f"-volume.port={port['volume']}",
-        f"-volume.port.grpc={port['volume.grpc']}",
-        "-filer",
-        f"-filer.port={port['filer']}",
-        f"-filer.port.grpc={port['filer.grpc']}",
-        f"-filer.localSocket={state / 'filer.sock'}",
-        "-s3",
-        f"-s3.port={port['s3']}",
-        f"-s3.port.grpc={port['s3.grpc']}",
-        f"-s3.localSocket={state / 's3.sock'}",
-        f"-s3.config={state / 's3.json'}",
-        # Neither the Iceberg catalog nor the Lance namespace server: ports we do not need.
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
+        f"--port={HOST}:{cfg.s3_port}",
+        "--health=/health",
+        # Connections kept open between requests, as boto3's pool expects.
+        "--keep-alive",
+        # No line per request in the log: the tests make thousands.
+        "--quiet",
+        "posix",
+        f"--sidecar={state / 'metadata'}",
+        str(state / "buckets"),
     ]
-
-
-def _http_status(port: int, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=2) as response:
-            return int(response.status), bytes(response.read())
-    except urllib.error.HTTPError as error:
-        return int(error.code), b""
-    except (OSError, urllib.error.URLError):
-        return 0, b""
-
-
-def seaweedfs_ready(cfg: Config) -> bool:
-    """The S3 gateway answers and a volume server has joined the master: writes can land."""
-    port = _seaweedfs_ports(cfg)
-    if _http_status(port["s3"], "/healthz")[0] != 200:
-        return False
-    code, body = _http_status(port["master"], "/dir/status")
-    if code != 200:
-        return False
-    with contextlib.suppress(ValueError):
-        return bool(json.loads(body).get("Topology", {}).get("DataCenters"))
-    return False
 
 
 # ---------------------------------------------------------------- platform services
@@ -930,12 +858,12 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: mongo_ready(cfg.atomic_mongo_port),
         prepare=lambda: _atomic_mongo_prepare(cfg),
     )
-    seaweedfs = Service(
-        name="seaweedfs",
-        ports=dict.fromkeys(_seaweedfs_ports(cfg).values(), "STACK_S3_PORT"),
+    versitygw = Service(
+        name="versitygw",
+        ports={cfg.s3_port: "STACK_S3_PORT"},
         address=cfg.s3_endpoint,
-        probe=lambda: seaweedfs_ready(cfg),
-        prepare=lambda: _seaweedfs_prepare(cfg),
+        probe=lambda: http_ready(cfg.s3_port, "/health"),
+        prepare=lambda: _versitygw_prepare(cfg),
     )
     api = Service(
         name="inference-service",
@@ -951,7 +879,7 @@ def _services(cfg: Config) -> dict[str, Service]:
         probe=lambda: http_ready(cfg.executor_port),
         prepare=lambda: _platform_prepare(cfg, "executor-service"),
     )
-    services = (kafka, ferretdb, atomic_mongo, seaweedfs, api, executor)
+    services = (kafka, ferretdb, atomic_mongo, versitygw, api, executor)
     return {svc.name: svc for svc in services}
 
 
@@ -1006,7 +934,7 @@ def up(
 ) -> dict[str, ServiceStatus]:
     """Starts whatever is not running, then waits until every service answers.
 
-    Kafka and FerretDB always, the atomic MongoDB-API server with `atomic_mongo`, SeaweedFS
+    Kafka and FerretDB always, the atomic MongoDB-API server with `atomic_mongo`, versitygw
     with `cfg.s3`; with `platform`, then the job service and an executor.
     """
     cfg = cfg or Config.from_env()
@@ -1023,12 +951,12 @@ def up(
 
 
 def up_s3(cfg: Config | None = None) -> ServiceStatus:
-    """Starts SeaweedFS alone (built on first use), for tests whose Kafka and MongoDB were
+    """Starts versitygw alone (built on first use), for tests whose Kafka and MongoDB were
     given to them rather than started here."""
     cfg = cfg or Config.from_env()
     with _locked(cfg):
         _up_group(cfg, OBJECT_STORE)
-    return status(cfg, OBJECT_STORE)["seaweedfs"]
+    return status(cfg, OBJECT_STORE)["versitygw"]
 
 
 def _up_group(cfg: Config, names: tuple[str, ...]) -> None:
@@ -1125,7 +1053,7 @@ def _print_status(cfg: Config) -> None:
 def _print_env(cfg: Config, atomic_mongo: bool) -> None:
     print(f"KAFKA_BOOTSTRAP_SERVERS={cfg.kafka_bootstrap}")
     print(f"MONGODB_URI={cfg.atomic_mongodb_uri if atomic_mongo else cfg.mongodb_uri}")
-    if cfg.s3 or _running_pid(cfg, "seaweedfs") is not None:
+    if cfg.s3 or _running_pid(cfg, "versitygw") is not None:
         print("IMAGE_STORE=s3")
         for name, value in s3_env(cfg).items():
             print(f"{name}={value}")
@@ -1192,7 +1120,7 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument(
         "--s3",
         action="store_true",
-        help="SeaweedFS too (built on first use), and the platform's images on it (STACK_S3=1)",
+        help="versitygw too (built on first use), and the platform's images on it (STACK_S3=1)",
     )
     sub.add_parser("down", help="stop what `up` started")
     sub.add_parser("status", help="show each service, its pid and address")

@@ -22,12 +22,16 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pymongo import MongoClient
 
+from inference_common import tracing
 from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
 from inference_common.settings import CommonSettings
-from tests.integration.s3 import BUILD_HINT, S3Server, asked_for, given_server
+from tests.integration.s3 import BUILD_HINT, S3Server, given_server
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,9 +101,10 @@ def containers_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """An S3-compatible server with the image bucket: IMAGE_STORE_S3_ENDPOINT's when set (the
-    AWS variables hold its credentials), otherwise the local stack's SeaweedFS, started here
-    (stack/localstack.py up --s3 starts it by hand). Its first build takes minutes, so it is
-    built only when TEST_S3=1 asks for it; else the tests that need it skip, saying so."""
+    AWS variables hold its credentials; the bucket is made if missing), otherwise the local
+    stack's versitygw, started here with its bucket (stack/localstack.py up --s3 starts it by
+    hand). It is built on first use only when STACK_S3=1 asks for it (`make test` does); else
+    the tests that need it skip, saying so."""
     server = given_server()
     if server is not None:
         server.create_bucket()
@@ -107,16 +112,14 @@ def s3_server() -> Iterator[S3Server]:
         return
     localstack = load_localstack()
     cfg = localstack.Config.from_env()
-    if localstack.seaweedfs_binary(cfg, build=False) is None and not asked_for():
+    if localstack.versitygw_binary(cfg, build=False) is None and not cfg.s3:
         pytest.skip(BUILD_HINT)
     localstack.up_s3(cfg)
     with pytest.MonkeyPatch.context() as patch:
         for name, value in localstack.s3_env(cfg).items():
             if name.startswith("AWS_"):  # boto3 reads these; the settings are per test
                 patch.setenv(name, value)
-        server = S3Server(cfg.s3_endpoint, localstack.S3_BUCKET)
-        server.create_bucket()
-        yield server
+        yield S3Server(cfg.s3_endpoint, localstack.S3_BUCKET)
 
 
 @pytest.fixture
@@ -156,3 +159,17 @@ def isolated_env(
 @pytest.fixture
 def settings(isolated_env: dict[str, str]) -> CommonSettings:
     return CommonSettings()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """OpenTelemetry on for one test, every span it makes kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.activate(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.deactivate()
+        provider.shutdown()

@@ -12,9 +12,9 @@ from inference_common.image_stores.s3 import s3_client
 from inference_common.settings import CommonSettings
 
 BUILD_HINT = (
-    "SeaweedFS is not built and TEST_S3 is unset: `make test-s3` (or TEST_S3=1) builds it "
-    "from the Go module proxy and runs these tests; IMAGE_STORE_S3_ENDPOINT (with the AWS_* "
-    "variables) points them at a server of yours"
+    "versitygw is not built and STACK_S3 is unset: `make test` or `make test-s3` (or STACK_S3=1) "
+    "builds it from the Go module proxy and runs these tests; IMAGE_STORE_S3_ENDPOINT (with the "
+    "AWS_* variables) points them at a server of yours"
 )
 
 
@@ -51,7 +51,3 @@ def given_server() -> S3Server | None:
     if not endpoint:
         return None
     return S3Server(endpoint, os.environ.get("IMAGE_STORE_S3_BUCKET", "inference-images"))
-
-
-def asked_for() -> bool:
-    return os.environ.get("TEST_S3", "") not in ("", "0")

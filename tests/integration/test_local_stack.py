@@ -86,10 +86,18 @@ def test_cli_up_status_and_env(stack: ModuleType) -> None:
     for name, pid in pids.items():
         assert f"{name}" in status and f"pid {pid}" in status, status
     cfg = stack.Config.from_env()
-    assert cli("env").splitlines() == [
+    env = cli("env").splitlines()
+    assert env[:2] == [
         f"KAFKA_BOOTSTRAP_SERVERS={cfg.kafka_bootstrap}",
         f"MONGODB_URI={cfg.mongodb_uri}",
     ]
+    # The S3 image store's settings follow when the S3 server is up (`make test` starts it).
+    s3 = (
+        {"IMAGE_STORE": "s3", **stack.s3_env(cfg)}
+        if cfg.s3 or stack.status(cfg, stack.OBJECT_STORE)["versitygw"].running
+        else {}
+    )
+    assert env[2:] == [f"{name}={value}" for name, value in s3.items()]
 
 
 def test_pid_file_of_a_foreign_process_counts_as_stopped(stack: ModuleType, tmp_path) -> None:

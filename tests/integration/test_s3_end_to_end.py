@@ -1,74 +1,101 @@
-"""Jobs end to end with IMAGE_STORE=s3: images put in the S3-compatible server as the job
-service puts them, an executor reads them by their `s3://` claim checks, results on Kafka."""
+"""Jobs end to end with IMAGE_STORE=s3, through the real platform: posted to the job service's
+HTTP API (which puts the image on the S3-compatible server), run by an executor that reads it by
+its `s3://` claim check, the result folded into the job; deleting the job removes the object."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 import uuid
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from executor_service.settings import ExecutorSettings
-from inference_common.kafka import ensure_topics
-from tests.integration.executor.support import (
-    IMAGES,
-    ExecutorThread,
-    event_type,
-    events,
-    produce,
-    store_image,
-    topic_reader,
-)
 from tests.integration.s3 import S3Server
-from tests.unit.executor.builders import execution_requested, request_record
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+# The job service and one executor on a free port, exactly as the simulator's test starts them;
+# they inherit this process's environment, so the fixture below sets the S3 store before them.
+from tests.integration.simulator.test_simulate_platform import api_url
+
+__all__ = ["api_url"]
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+IMAGES = Path(__file__).resolve().parents[2] / ".cache" / "assets" / "images"
+JOB_TIMEOUT_S = 120
 
 
-@pytest.fixture
-def executor_settings(
+@pytest.fixture(autouse=True)
+def s3_prefix(
     isolated_env: dict[str, str], s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> ExecutorSettings:
+) -> str:
+    """IMAGE_STORE=s3 for the platform this test starts, under a prefix of the test's own."""
     prefix = f"e2e-{uuid.uuid4().hex[:8]}/"
     for name, value in {
         "IMAGE_STORE": "s3",
         "IMAGE_STORE_S3_ENDPOINT": s3_server.endpoint,
         "IMAGE_STORE_S3_BUCKET": s3_server.bucket,
         "IMAGE_STORE_S3_PREFIX": prefix,
-        "TOPIC_PARTITIONS": "1",
-        "EXECUTOR_GROUP_ID": f"executor-{uuid.uuid4().hex[:8]}",
-        "EXECUTOR_HTTP_PORT": "0",
-        "EXECUTOR_WORKERS": "1",
     }.items():
         monkeypatch.setenv(name, value)
-    settings = ExecutorSettings()
-    ensure_topics(settings)
-    return settings
+    return prefix
 
 
-def test_jobs_whose_images_are_on_s3_complete_and_a_deleted_one_fails_as_missing(
-    executor_settings: ExecutorSettings, s3_server: S3Server
+def objects(s3_server: S3Server, prefix: str) -> dict[str, bytes]:
+    client = s3_server.client()
+    listed = client.list_objects_v2(Bucket=s3_server.bucket, Prefix=prefix).get("Contents", [])
+    return {
+        item["Key"]: client.get_object(Bucket=s3_server.bucket, Key=item["Key"])["Body"].read()
+        for item in listed
+    }
+
+
+def final(api: httpx.Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + JOB_TIMEOUT_S
+    while True:
+        job: dict[str, Any] = api.get(f"/jobs/{job_id}").json()
+        if job["status"] in ("DONE", "FAILED"):
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.2)
+
+
+def test_a_job_posted_to_the_api_runs_on_its_image_in_s3_and_takes_it_along_when_deleted(
+    api_url: str, s3_server: S3Server, s3_prefix: str
 ) -> None:
-    settings = executor_settings
-    parrot = execution_requested(store_image(settings, (IMAGES / "parrot.jpg").read_bytes()))
-    gone_ref = store_image(settings, (IMAGES / "cat.bmp").read_bytes())
-    gone = execution_requested(gone_ref)
-    assert parrot["image"]["uri"].startswith(
-        f"s3://{s3_server.bucket}/{settings.image_store_s3_prefix}"
-    )
-    # The job was deleted (and its image with it) before an executor got to it.
-    name = gone_ref["uri"].removeprefix(f"s3://{s3_server.bucket}/")
-    s3_server.client().delete_object(Bucket=s3_server.bucket, Key=name)
+    parrot, cat = (IMAGES / "parrot.jpg").read_bytes(), (IMAGES / "cat.bmp").read_bytes()
+    with httpx.Client(base_url=api_url, timeout=30) as api:
 
-    with ExecutorThread(settings):
-        produce(settings, [request_record(parrot), request_record(gone)])
-        with topic_reader(settings, settings.topic_results) as reader:
-            messages = reader.read_until(
-                lambda ms: sum(event_type(m) in {"completed", "failed"} for m in ms) >= 2
-            )
+        def post(image: bytes, media_type: str, execute: bool) -> str:
+            files = {"image": ("upload", image, media_type)}
+            form = {"model": "mobilenet-v2-imagenet-quant", "execute": str(execute).lower()}
+            response = api.post("/jobs", files=files, data=form)
+            assert response.status_code == 201, response.text
+            return str(response.json()["id"])
 
-    outcome = {data["job_id"]: (kind, data) for kind, data in events(messages) if kind != "started"}
-    kind, data = outcome[parrot["job_id"]]
-    assert kind == "completed" and data["result"]["classes"][0]["label"] == "macaw"
-    kind, data = outcome[gone["job_id"]]
-    assert kind == "failed" and data["error"]["code"] == "image_missing"
-    assert data["error"]["retryable"] is False
+        done = post(parrot, "image/jpeg", execute=True)
+        gone = post(cat, "image/bmp", execute=False)
+        # Both images are objects under the prefix, named by their content's sha256.
+        stored = objects(s3_server, s3_prefix)
+        assert sorted(stored.values()) == sorted([parrot, cat])
+        for key, data in stored.items():
+            assert hashlib.sha256(data).hexdigest() in key
+
+        job = final(api, done)
+        assert job["status"] == "DONE", job
+        result = api.get(f"/jobs/{done}/result").json()
+        assert result["result"]["classes"][0]["label"] == "macaw"
+        assert api.get(f"/jobs/{done}/image").content == parrot  # read back from S3
+
+        # The second image vanishes from the bucket before its job runs: a final failure.
+        (cat_key,) = [key for key, data in stored.items() if data == cat]
+        s3_server.client().delete_object(Bucket=s3_server.bucket, Key=cat_key)
+        assert api.post(f"/jobs/{gone}/execution").status_code == 202
+        job = final(api, gone)
+        assert job["status"] == "FAILED" and job["error"]["code"] == "image_missing", job
+
+        # Deleting a job deletes its object.
+        assert api.delete(f"/jobs/{done}").status_code == 204
+        assert objects(s3_server, s3_prefix) == {}

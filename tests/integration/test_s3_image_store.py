@@ -1,4 +1,4 @@
-"""The image-store contract against an S3-compatible server: the local stack's SeaweedFS, or
+"""The image-store contract against an S3-compatible server: the local stack's versitygw, or
 IMAGE_STORE_S3_ENDPOINT's (the `s3_server` fixture says which, and when these tests skip)."""
 
 from __future__ import annotations

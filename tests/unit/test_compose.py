@@ -70,16 +70,25 @@ def test_the_job_service_and_every_executor_share_the_filesystem_image_store() -
     assert "images" in COMPOSE["volumes"]
 
 
-def test_the_object_store_is_an_option_on_the_official_seaweedfs_image() -> None:
-    seaweedfs = SERVICES["seaweedfs"]
-    assert seaweedfs["image"].startswith("chrislusf/seaweedfs:")
-    assert seaweedfs["profiles"] == ["s3"]  # off unless asked for
-    assert "-master.telemetry=false" in seaweedfs["command"]
-    assert "-s3" in seaweedfs["command"]
+def test_the_object_store_is_an_option_on_the_official_versitygw_image() -> None:
+    versitygw = SERVICES["versitygw"]
+    assert versitygw["image"].startswith("versity/versitygw:v")
+    assert versitygw["profiles"] == ["s3"]  # off unless asked for
+    # The posix backend over the volume, its image bucket made before the gateway starts.
+    script = versitygw["entrypoint"][2]
+    bucket = CommonSettings.model_fields["image_store_s3_bucket"].default
+    assert f"mkdir -p /data/buckets/{bucket} " in script
+    assert script.endswith('exec versitygw "$$@"')  # compose turns $$ into $
+    command = versitygw["command"]
+    assert command[command.index("posix") + 1 :] == ["--sidecar=/data/metadata", "/data/buckets"]
+    assert "--health=/health" in command and "--port=:7070" in command
     env = SERVICES["executor-service"]["environment"]
-    assert env["IMAGE_STORE_S3_ENDPOINT"] == "http://seaweedfs:8333"
-    # The same standard AWS variables on both sides: SeaweedFS's admin, the platform's client.
-    for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert seaweedfs["environment"][variable] == env[variable]
+    assert env["IMAGE_STORE_S3_ENDPOINT"] == "http://versitygw:7070"
+    # The same keys on both sides: the gateway's root account, the platform's AWS variables.
+    for root, variable in (
+        ("ROOT_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        ("ROOT_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    ):
+        assert versitygw["environment"][root] == env[variable]
     # No platform service waits for it: a profile that is off would break `up`.
-    assert all("seaweedfs" not in s.get("depends_on", {}) for s in SERVICES.values())
+    assert all("versitygw" not in s.get("depends_on", {}) for s in SERVICES.values())

@@ -10,10 +10,12 @@ from inference_client.problems import (
 )
 from inference_client.resources import (
     TERMINAL_STATUSES,
+    Batch,
     ImageUpload,
     Job,
     JobError,
     Model,
+    RejectedFile,
     UnexpectedResponse,
 )
 from inference_client.retrying import RetryNotice, RetryPolicy
@@ -25,11 +27,13 @@ __all__ = [
     "ApiFailure",
     "ApiTransportError",
     "ApiUnreachable",
+    "Batch",
     "ImageUpload",
     "InferenceClient",
     "Job",
     "JobError",
     "Model",
+    "RejectedFile",
     "RetryNotice",
     "RetryPolicy",
     "ServerSentEvent",

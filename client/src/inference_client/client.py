@@ -22,7 +22,7 @@ from inference_client.problems import (
     problem_of,
     transport_failure,
 )
-from inference_client.resources import ImageUpload, Job, Model, UnexpectedResponse
+from inference_client.resources import Batch, ImageUpload, Job, Model, UnexpectedResponse
 from inference_client.retrying import (
     RetryNotice,
     RetryPolicy,
@@ -112,11 +112,24 @@ class InferenceClient:
         idempotency_key: str,
         options: dict[str, Any] | None = None,
         execute: bool = True,
+        callback: dict[str, str] | None = None,
     ) -> Job:
-        """The key makes the create safe to repeat: give each new job a new one.
+        """The key makes the create safe to repeat: give each new job a new one. `callback`:
+        `{"url", "events"}`, where the job's events are POSTed (signed, docs/api.md).
 
         The image goes as the raw body, the fields as query parameters: no form to build on
-        this side or to parse on the service's."""
+        this side or to parse on the service's. A callback, an object, needs the form."""
+        headers = {"Idempotency-Key": idempotency_key}
+        if callback:
+            form = {"name": name, "model": model, "execute": _flag(execute)}
+            form["callback"] = json.dumps(callback)
+            if options:
+                form["options"] = json.dumps(options)
+            files = {"image": (image.name, image.data, image.media_type)}
+            body = await self._json(
+                "POST", "/jobs", idempotent=True, data=form, files=files, headers=headers
+            )
+            return Job.from_json(body)
         params: dict[str, str] = {"name": name, "model": model, "execute": _flag(execute)}
         for option, value in (options or {}).items():
             params[option] = _flag(value) if isinstance(value, bool) else str(value)
@@ -127,7 +140,7 @@ class InferenceClient:
             idempotent=True,
             params=params,
             content=image.data,
-            headers={"Idempotency-Key": idempotency_key, "Content-Type": media_type},
+            headers={**headers, "Content-Type": media_type},
         )
         return Job.from_json(body)
 
@@ -147,12 +160,79 @@ class InferenceClient:
     async def delete_job(self, job_id: str) -> None:
         await self._request("DELETE", f"/jobs/{job_id}")
 
+    async def webhook_secret(self) -> str:
+        """The secret that signs this client's job callbacks."""
+        body = await self._json("GET", "/webhook-secret", idempotent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("secret"), str):
+            raise UnexpectedResponse(f"GET /webhook-secret: {body!r:.200}")
+        return str(body["secret"])
+
+    async def job_deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's webhook deliveries, each with its attempts."""
+        body = await self._json("GET", f"/jobs/{job_id}/deliveries", idempotent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise UnexpectedResponse(f"GET /jobs/{job_id}/deliveries: {body!r:.200}")
+        return list(body["items"])
+
     async def get_result(self, job_id: str) -> dict[str, Any]:
         """The result body: `{"job_id", "model", "result": {...}, ...}`."""
         body = await self._json("GET", f"/jobs/{job_id}/result", idempotent=True)
         if not isinstance(body, dict) or not isinstance(body.get("result"), dict):
             raise UnexpectedResponse(f"GET /jobs/{job_id}/result: {body!r:.200}")
         return body
+
+    # --- batches ---
+
+    async def create_batch(
+        self,
+        images: list[ImageUpload],
+        *,
+        model: str,
+        idempotency_key: str,
+        options: dict[str, Any] | None = None,
+        archive: ImageUpload | None = None,
+    ) -> Batch:
+        """Many images as one batch (or one zip or tar `archive`); each becomes a job named
+        after its file. The key makes the whole upload safe to repeat."""
+        form = {"model": model}
+        if options:
+            form["options"] = json.dumps(options)
+        if archive is not None:
+            files = [("archive", (archive.name, archive.data, archive.media_type))]
+        else:
+            files = [("files", (image.name, image.data, image.media_type)) for image in images]
+        body = await self._json(
+            "POST",
+            "/batches",
+            idempotent=True,
+            data=form,
+            files=files,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return Batch.from_json(body)
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        return Batch.from_json(await self._json("GET", f"/batches/{batch_id}", idempotent=True))
+
+    async def batch_results(self, batch_id: str) -> list[dict[str, Any]]:
+        """The finished batch's JSON Lines, one dict per file in upload order; an ApiError
+        409 (`batch-not-finished`) before."""
+        response = await self._request("GET", f"/batches/{batch_id}/results", idempotent=True)
+        lines = []
+        for line in response.text.splitlines():
+            try:
+                lines.append(dict(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError) as exc:
+                raise UnexpectedResponse(f"a results line is not JSON: {line!r:.200}") from exc
+        return lines
+
+    async def cancel_batch(self, batch_id: str, reason: str | None = None) -> Batch:
+        body = {"reason": reason} if reason else None
+        path = f"/batches/{batch_id}/cancellation"
+        return Batch.from_json(await self._json("POST", path, json=body))
+
+    async def delete_batch(self, batch_id: str) -> None:
+        await self._request("DELETE", f"/batches/{batch_id}")
 
     async def events(
         self, path: str = "/events", on_open: Callable[[], None] | None = None

@@ -91,3 +91,51 @@ class Job:
             attempt=int(body.get("attempt") or 0),
             error=JobError.from_json(body.get("error")),
         )
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    index: int
+    name: str
+    problem: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A batch as `GET /batches/{id}` shows it: its files counted by where they are."""
+
+    id: str
+    total: int
+    counts: dict[str, int]
+    progress: float
+    finished: bool
+    rejected: tuple[RejectedFile, ...] = ()
+    model: str = ""
+
+    @property
+    def done(self) -> int:
+        """Files finished (a job DONE, FAILED or CANCELLED, or a file rejected or deleted)."""
+        return sum(self.counts.get(status, 0) for status in BATCH_FINAL_COUNTS)
+
+    @classmethod
+    def from_json(cls, body: object) -> Batch:
+        if not isinstance(body, dict) or "id" not in body or "counts" not in body:
+            raise UnexpectedResponse(f"not a batch: {body!r:.200}")
+        try:
+            return cls(
+                id=str(body["id"]),
+                total=int(body["total"]),
+                counts={str(k): int(v) for k, v in dict(body["counts"]).items()},
+                progress=float(body.get("progress") or 0.0),
+                finished=bool(body["finished"]),
+                rejected=tuple(
+                    RejectedFile(int(r["index"]), str(r["name"]), dict(r.get("problem") or {}))
+                    for r in body.get("rejected") or []
+                ),
+                model=str(body.get("model") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnexpectedResponse(f"not a batch: {body!r:.200}") from exc
+
+
+BATCH_FINAL_COUNTS: Final = (*TERMINAL_STATUSES, "REJECTED", "DELETED")

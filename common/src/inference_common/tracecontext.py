@@ -31,12 +31,13 @@ class Span:
 
     A child of the caller's traceparent when it sent a valid one; otherwise of the trace the
     work continues (`continuing`: a job's own trace), otherwise the first span of a new trace.
-    Every event the request raises and its answer carry this one span.
+    Every event the request raises and its answer carry this one span. `made`: the
+    traceparent of the span a tracer already started for the request, used as it is.
     """
 
-    def __init__(self, caller: str | None = None) -> None:
+    def __init__(self, caller: str | None = None, *, made: str | None = None) -> None:
         self._caller = caller if trace_id(caller) else None
-        self._traceparent: str | None = None
+        self._traceparent = made
 
     def traceparent(self, continuing: str | None = None) -> str:
         if self._traceparent is None:

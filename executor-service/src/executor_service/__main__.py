@@ -8,12 +8,13 @@ from types import FrameType
 
 from executor_service.bootstrap import Executor
 from executor_service.settings import ExecutorSettings
-from inference_common import logs
+from inference_common import logs, tracing
 
 
 def main() -> int:
     settings = ExecutorSettings()
     logs.configure(settings.log_level)
+    tracing.configure("executor-service")  # off unless OTEL_* variables ask for traces
     executor = Executor(settings)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

@@ -16,6 +16,7 @@ from executor_service.jobs import Execution, parse_request
 from executor_service.metrics import Metrics
 from executor_service.models import ModelRegistry
 from executor_service.pipeline import Limits, Stopwatch, run_pipeline
+from inference_common import tracing
 from inference_common.contracts import EventSchemas
 from inference_common.events import Envelope, KafkaRecord, utcnow
 from inference_common.tracecontext import child_traceparent, trace_id
@@ -45,7 +46,27 @@ def run_execution(
     publish: Publish,
 ) -> bool:
     """Publish started and then completed or failed; True when completed."""
-    report = _Report(execution, context, publish, child_traceparent(envelope.traceparent))
+    with tracing.span(
+        "execute",
+        parent=envelope.traceparent,
+        kind=tracing.SpanKind.CONSUMER,
+        attributes={"job_id": execution.job_id, "attempt": execution.attempt},
+    ) as span:
+        # The result events continue this span (a new one of the same trace, untraced).
+        traceparent = tracing.traceparent_of(span) if span is not None else None
+        report = _Report(
+            execution, context, publish, traceparent or child_traceparent(envelope.traceparent)
+        )
+        return _run(envelope, execution, registry, context, report)
+
+
+def _run(
+    envelope: Envelope,
+    execution: Execution,
+    registry: ModelRegistry,
+    context: ExecutionContext,
+    report: _Report,
+) -> bool:
     report.started()
     watch = Stopwatch()
     try:
@@ -84,19 +105,23 @@ class _Report:
 
     def started(self) -> None:
         context = self._context
-        self._publish(
-            results.started(self._execution, context.executor, context.clock(), self._traceparent)
-        )
+        with tracing.span("publish started"):
+            self._publish(
+                results.started(
+                    self._execution, context.executor, context.clock(), self._traceparent
+                )
+            )
 
     def failed(self, failure: JobFailure) -> None:
         context = self._context
         context.metrics.jobs.labels("failed").inc()
         context.metrics.failures.labels(failure.code.value).inc()
-        self._publish(
-            results.failed(
-                self._execution, context.executor, failure, context.clock(), self._traceparent
+        with tracing.span("publish failed"):
+            self._publish(
+                results.failed(
+                    self._execution, context.executor, failure, context.clock(), self._traceparent
+                )
             )
-        )
         log.info(
             "execution failed",
             extra={**self.log_fields, "code": failure.code.value, "error": failure.message},
@@ -110,15 +135,16 @@ class _Report:
         metrics.inference_seconds.labels(model).observe(watch.timings["inference_ms"] / 1000)
         metrics.job_seconds.labels(model).observe(elapsed)
         metrics.jobs.labels("completed").inc()
-        self._publish(
-            results.completed(
-                self._execution,
-                context.executor,
-                model=model,
-                result=result,
-                timings=watch.timings,
-                at=context.clock(),
-                traceparent=self._traceparent,
+        with tracing.span("publish completed"):
+            self._publish(
+                results.completed(
+                    self._execution,
+                    context.executor,
+                    model=model,
+                    result=result,
+                    timings=watch.timings,
+                    at=context.clock(),
+                    traceparent=self._traceparent,
+                )
             )
-        )
         log.info("execution completed", extra={**self.log_fields, "model": model, **watch.timings})

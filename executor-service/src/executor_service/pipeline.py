@@ -15,6 +15,7 @@ from executor_service.images import ImageSource, verify
 from executor_service.jobs import ExecutionRequest, ModelOptions, is_past
 from executor_service.models import LoadedModel, ModelRegistry
 from executor_service.preprocessing import prepare
+from inference_common import tracing
 
 _T = TypeVar("_T")
 
@@ -28,10 +29,13 @@ class Limits:
 
 @dataclass
 class Stopwatch:
-    """Milliseconds per step, for the `timings` of `job.completed.v1`."""
+    """Milliseconds per step, for the `timings` of `job.completed.v1`; with tracing on, each
+    step is a span of the current one too (fetch, preprocess, inference: the invoke,
+    postprocess)."""
 
     timings: dict[str, float] = field(default_factory=dict)
     _last: float = field(default_factory=time.perf_counter)
+    _last_ns: int = field(default_factory=time.time_ns)  # the same moment, for spans
 
     def lap(self, step: str) -> None:
         """Time since the last lap, added to the step's: a composition runs a model's steps
@@ -40,6 +44,10 @@ class Stopwatch:
         key = f"{step}_ms"
         self.timings[key] = round(self.timings.get(key, 0.0) + (now - self._last) * 1000, 3)
         self._last = now
+        if tracing.enabled():
+            now_ns = time.time_ns()
+            tracing.record(step, parent=None, start_ns=self._last_ns, end_ns=now_ns)
+            self._last_ns = now_ns
 
 
 def run_pipeline(

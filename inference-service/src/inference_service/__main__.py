@@ -7,7 +7,7 @@ from types import FrameType
 
 import uvicorn
 
-from inference_common import logs
+from inference_common import logs, tracing
 from inference_service.api.app import create_app
 from inference_service.runtime import Runtime
 from inference_service.settings import ServiceSettings
@@ -28,6 +28,7 @@ class Server(uvicorn.Server):
 def main(argv: list[str] | None = None) -> int:
     settings = ServiceSettings()
     logs.configure(settings.log_level)
+    tracing.configure("inference-service")  # off unless OTEL_* variables ask for traces
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
     config = uvicorn.Config(

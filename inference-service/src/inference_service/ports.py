@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from inference_service.domain.batch import Batch
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter
+from inference_service.domain.webhooks import Callback, Delivery, Subscription
 
 
 class StoreError(Exception):
@@ -75,6 +77,11 @@ class JobStore(Protocol):
         """Active jobs whose deadline passed before `at`."""
         ...
 
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Each job's status (`DELETED` for a deleted one); a job not stored is left out.
+        Read by `_id`: a batch's progress."""
+        ...
+
     # --- the outbox ---
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         """Jobs with events still to publish: the relay's recovery scan."""
@@ -102,12 +109,78 @@ class JobStore(Protocol):
         ...
 
 
+class BatchStore(Protocol):
+    """Batches, one document each, read and written by `_id`."""
+
+    async def get(self, batch_id: str) -> Batch | None: ...
+
+    async def add(self, batch: Batch) -> bool:
+        """Insert; False when a batch with its id exists (a concurrent retry wrote it)."""
+        ...
+
+    async def settle(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        """Record these jobs' final statuses; a write lost to a race is only a cache miss."""
+        ...
+
+    async def delete(self, batch_id: str) -> None: ...
+
+
 class LeaseStore(Protocol):
     async def acquire(self, name: str, holder: str, ttl_seconds: float) -> bool:
         """Take or renew the lease; False while another holder's lease is still valid."""
         ...
 
     async def release(self, name: str, holder: str) -> None: ...
+
+
+class WebhookStore(Protocol):
+    """Callbacks, subscriptions, secrets and deliveries. Every write goes by `_id`, and each
+    delivery has one writer at a time (the dispatcher that owns its event's partition), so
+    it needs no atomic update (FerretDB has none)."""
+
+    async def add_callback(self, callback: Callback) -> None:
+        """Keep the job's callback (written before the job: its events find it)."""
+        ...
+
+    async def callback(self, job_id: str) -> Callback | None: ...
+
+    async def add_subscription(self, subscription: Subscription) -> None: ...
+
+    async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        """The owner's subscriptions, or everyone's, oldest first."""
+        ...
+
+    async def remove_subscription(self, owner: str, subscription_id: str) -> bool: ...
+
+    async def secret(self, owner: str, new: str) -> str:
+        """The owner's callback secret: the one kept, else `new`, kept from now on."""
+        ...
+
+    async def delivery(self, delivery_id: str) -> Delivery | None: ...
+
+    async def save_delivery(self, delivery: Delivery) -> None: ...
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        """The job's deliveries, oldest first."""
+        ...
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a webhook target answered: a status, or why there was none."""
+
+    status_code: int | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class WebhookSender(Protocol):
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        """One POST; never raises for the target's faults (they are the Response)."""
+        ...
 
 
 class EventPublisher(Protocol):

@@ -30,10 +30,15 @@ from inference_service.adapters.kafka import (
     KafkaTail,
 )
 from inference_service.adapters.mongo import MongoConnection
+from inference_service.adapters.webhook_http import SafeWebhookSender
+from inference_service.api.problems import file_problem
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.events import Channel
 from inference_service.domain.job import RetryPolicy
+from inference_service.domain.webhook_urls import TargetPolicy
+from inference_service.domain.webhooks import Backoff
 from inference_service.metrics import ServiceMetrics
+from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.live import LiveEvents
@@ -41,9 +46,16 @@ from inference_service.service_layer.relaying import OutboxRelaying
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
+from inference_service.service_layer.webhooks import WebhookDispatching, Webhooks
 from inference_service.service_layer.writer import JobWriter, OutboxWrites
 from inference_service.settings import ServiceSettings
-from inference_service.workers.loops import FolderLoop, LiveLoop, RelayLoop, SweeperLoop
+from inference_service.workers.loops import (
+    FolderLoop,
+    LiveLoop,
+    RelayLoop,
+    SweeperLoop,
+    WebhookLoop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +85,9 @@ class Runtime:
         self._admin: KafkaAdmin | None = None
         self._kafka_checked: tuple[float, bool] = (0.0, False)
         self._service: JobService | None = None
+        self._batches: BatchService | None = None
         self._classifier: Classifier | None = None
+        self._webhooks: Webhooks | None = None
         self.relay: RelayLoop | None = None
         self.folding: ResultFolding | None = None
         self.sweeping: DeadlineSweeping | None = None
@@ -93,10 +107,22 @@ class Runtime:
         return self._service
 
     @property
+    def batches(self) -> BatchService:
+        if self._batches is None:
+            raise NotStarted("the service has not started")
+        return self._batches
+
+    @property
     def classifier(self) -> Classifier:
         if self._classifier is None:
             raise NotStarted("the service has not started")
         return self._classifier
+
+    @property
+    def webhooks(self) -> Webhooks:
+        if self._webhooks is None:
+            raise NotStarted("the service has not started")
+        return self._webhooks
 
     @property
     def live(self) -> LiveEvents | None:
@@ -113,6 +139,8 @@ class Runtime:
         mongo = self._mongo = MongoConnection(settings, settings.mongodb_database)
         store = await mongo.job_store()
         images = mongo.image_store()
+        webhook_store = await mongo.webhook_store()
+        targets = TargetPolicy(settings.webhook_allow_http, settings.webhook_allow_loopback)
         writer = JobWriter(
             store, outbox=self.outbox_writes, settled=self.settled, metrics=self.metrics
         )
@@ -123,7 +151,10 @@ class Runtime:
             Limits(settings.max_image_bytes, settings.max_image_pixels),
             self.policy,
             replica=replica.name,
+            webhooks=webhook_store,
         )
+        self._batches = BatchService(mongo.batch_store(), service, file_problem)
+        self._webhooks = Webhooks(webhook_store, service, targets)
         self._classifier = Classifier(
             service,
             self.settled,
@@ -188,6 +219,43 @@ class Runtime:
             sweeping = self.sweeping = DeadlineSweeping(writer, self.policy, self.metrics)
             sweeper = SweeperLoop(sweeping, settings.sweep_interval_seconds)
             self._spawn("deadline-sweeper", lambda: sweeper.run(self._stop))
+        if settings.run_webhooks:
+            dispatching = WebhookDispatching(
+                webhook_store,
+                store,
+                SafeWebhookSender(
+                    targets,
+                    connect_timeout=settings.webhook_connect_timeout_seconds,
+                    read_timeout=settings.webhook_read_timeout_seconds,
+                    max_response_bytes=settings.webhook_max_response_bytes,
+                ),
+                KafkaDeadLetters(
+                    producer_config(settings, **{"message.timeout.ms": 30_000}),
+                    settings.topic_dead_letter,
+                ),
+                Backoff(
+                    settings.webhook_backoff_seconds,
+                    settings.webhook_backoff_max_seconds,
+                    settings.webhook_max_attempts,
+                ),
+                max_job_attempts=settings.max_attempts,
+            )
+            webhook_loop = WebhookLoop(
+                dispatching,
+                KafkaGroupConsumer(
+                    consumer_config(
+                        settings,
+                        settings.webhook_group_id,
+                        **static_member(
+                            settings, replica, f"{settings.topic_jobs}.{settings.topic_results}"
+                        ),
+                    ),
+                    settings.topic_jobs,
+                    settings.topic_results,
+                ),
+                batch_size=settings.webhook_concurrency,
+            )
+            self._spawn("webhook-dispatcher", lambda: webhook_loop.run(self._stop))
         if settings.run_live:
             live = self._live = LiveEvents(
                 service.owner_of, settings.max_attempts, queue_size=settings.sse_queue_size
@@ -221,7 +289,9 @@ class Runtime:
             self._replica.close()
             self._replica = None
         self._service = None
+        self._batches = None
         self._classifier = None
+        self._webhooks = None
         self._admin = None
 
     def end_streams(self) -> None:

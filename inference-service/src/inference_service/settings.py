@@ -23,6 +23,10 @@ class ServiceSettings(CommonSettings):
 
     max_image_bytes: int = Field(default=10 * MB, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # POST /batches: files per batch (multipart parts or archive members) and their bytes in
+    # all; each image also within the two limits above.
+    batch_max_files: int = Field(default=1000, ge=1)
+    batch_max_bytes: int = Field(default=256 * MB, gt=0)
     # Per client (API key owner, else remote address), per replica; 0 turns the limit off.
     # Well above what the simulator, `make demo` and the benchmarks send (docs/configuration.md).
     rate_limit_per_second: float = Field(default=1000.0, ge=0)
@@ -60,12 +64,29 @@ class ServiceSettings(CommonSettings):
     sse_keepalive_seconds: float = Field(default=15.0, gt=0)
     sse_queue_size: int = Field(default=1000, ge=1)
 
+    # Webhooks (docs/api.md): the dispatcher's group, its attempts and what it may reach.
+    webhook_group_id: str = "inference-service-webhooks"
+    # Attempts per delivery; the wait after attempt n is random, up to base·2^(n-1) (capped).
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    webhook_connect_timeout_seconds: float = Field(default=3.0, gt=0)
+    webhook_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Events whose deliveries run at once (one consumed batch).
+    webhook_concurrency: int = Field(default=32, ge=1)
+    # Off in production: targets are `https` on public addresses only (tests and the demo
+    # turn these on for a receiver on loopback).
+    webhook_allow_http: bool = False
+    webhook_allow_loopback: bool = False
+
     # Components of the one process; each can run alone in another deployment.
     run_api: bool = True
     run_relay: bool = True
     run_folder: bool = True
     run_sweeper: bool = True
     run_live: bool = True
+    run_webhooks: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod

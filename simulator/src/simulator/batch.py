@@ -8,6 +8,11 @@ row of the `results` table; files already stored as DONE (same path, content and
 skipped on a later run, so a renamed copy of a done file gets a row of its own. Every step is
 one line of the log file, and the progress bar (the CLI's) shows the files done.
 
+With `batch_api` the files go to `POST /batches` instead, up to `batch_files` per request,
+with a key derived from their names and contents (a rerun finds the same batch); the run
+follows each batch's counts (`GET /batches/{id}`) for the bar and stores a row per line of
+its results (`GET /batches/{id}/results`).
+
 A bad file (the API's 415 or 422) or a FAILED job is a row with its error, never the end of
 the run; only an unreachable API stops it (exit code 2, from the CLI).
 """
@@ -30,10 +35,12 @@ from inference_client import (
     ApiError,
     ApiFailure,
     ApiUnreachable,
+    Batch,
     ImageUpload,
     Job,
     ServerSentEvent,
     UnexpectedResponse,
+    problem_name,
 )
 from inference_common.events import InvalidEvent, from_record
 from inference_common.image_files import IMAGE_MEDIA_TYPES
@@ -47,6 +54,10 @@ UNREADABLE: Final = "UNREADABLE"
 TIMED_OUT: Final = "TIMED_OUT"
 # One long poll of `GET /jobs/{id}?wait=`: well inside the client's 30 s request timeout.
 LONG_POLL_S: Final = 10.0
+# How often a batch's counts are read while it runs.
+BATCH_POLL_S: Final = 0.5
+# A batch request stays well inside the API's BATCH_MAX_BYTES (256 MiB by default).
+BATCH_MAX_BYTES: Final = 64 * 1024 * 1024
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS results (
@@ -87,6 +98,22 @@ class BatchApi(Protocol):
     def events(
         self, path: str = "/events", on_open: Callable[[], None] | None = None
     ) -> AsyncIterator[ServerSentEvent]: ...
+
+    async def create_batch(
+        self,
+        images: list[ImageUpload],
+        *,
+        model: str,
+        idempotency_key: str,
+        options: dict[str, Any] | None = None,
+        archive: ImageUpload | None = None,
+    ) -> Batch: ...
+
+    async def get_batch(self, batch_id: str) -> Batch: ...
+
+    async def batch_results(self, batch_id: str) -> list[dict[str, Any]]: ...
+
+    async def cancel_batch(self, batch_id: str, reason: str | None = None) -> Batch: ...
 
 
 class BatchProgress(Protocol):
@@ -245,6 +272,9 @@ class BatchOptions:
     concurrency: int = 4
     recursive: bool = False
     result_timeout_s: float = 120.0
+    # Through POST /batches, this many files a request, instead of a job per file.
+    batch_api: bool = False
+    batch_files: int = 100
 
 
 @dataclass
@@ -287,9 +317,14 @@ class BatchRun:
             "start",
             detail=f"dir={self.options.directory} files={len(files)} model={self.options.model}",
         )
-        queue: asyncio.Queue[BatchFile] = asyncio.Queue()
         for batch_file in files:
             self.log("found", batch_file.name)
+        if self.options.batch_api:
+            await self._run_batches(files)
+            self.log("finish", detail=self.summary.line())
+            return self.summary
+        queue: asyncio.Queue[BatchFile] = asyncio.Queue()
+        for batch_file in files:
             queue.put_nowait(batch_file)
         events = asyncio.create_task(self._follow_events())
         try:
@@ -316,20 +351,10 @@ class BatchRun:
     async def process(self, batch_file: BatchFile) -> None:
         name = batch_file.name
         self.progress.started()
-        try:
-            data = batch_file.path.read_bytes()
-        except OSError as exc:
-            row = ResultRow(name, "", self.options.model, UNREADABLE, error=str(exc))
-            self.log("error", name, detail=f"cannot read: {exc}")
-            self._store(row)
+        upload = self._read(batch_file)
+        if upload is None:
             return
-        sha256 = hashlib.sha256(data).hexdigest()
-        earlier = self.store.done(name, sha256, self.options.model)
-        if earlier is not None:
-            self.summary.skipped += 1
-            self.log("skipped", name, earlier, f"sha256={sha256[:12]} already DONE")
-            self.progress.done("skipped")
-            return
+        data, sha256 = upload.data, upload.sha256
         row = ResultRow(name, sha256, self.options.model, REJECTED, submitted_at=utc_now())
         try:
             job = await self.client.create_job(
@@ -364,12 +389,87 @@ class BatchRun:
         row.finished_at = utc_now()
         self._store(row)
 
-    def _store(self, row: ResultRow) -> None:
+    def _store(self, row: ResultRow, *, counted: bool = False) -> None:
+        """`counted`: the bar already moved for it (a batch's counts)."""
         self.store.store(row)
         self.summary.statuses[row.status] += 1
-        self.progress.done(row.status)
+        if not counted:
+            self.progress.done(row.status)
         outcome = f"{row.top_label} {row.score:.2f}" if row.score is not None else row.error
         self.log("stored", row.file, row.job_id, f"status={row.status} {outcome or ''}".rstrip())
+
+    # --- through POST /batches ---
+
+    async def _run_batches(self, files: list[BatchFile]) -> None:
+        todo: list[Upload] = []
+        for batch_file in files:
+            upload = self._read(batch_file)
+            if upload is not None:
+                todo.append(upload)
+        for chunk in _chunks(todo, self.options.batch_files, BATCH_MAX_BYTES):
+            await self._run_batch(chunk)
+
+    def _read(self, batch_file: BatchFile) -> Upload | None:
+        """The file to send, or None when it already has its row (unreadable, or DONE)."""
+        name = batch_file.name
+        try:
+            data = batch_file.path.read_bytes()
+        except OSError as exc:
+            self.log("error", name, detail=f"cannot read: {exc}")
+            self._store(ResultRow(name, "", self.options.model, UNREADABLE, error=str(exc)))
+            return None
+        sha256 = hashlib.sha256(data).hexdigest()
+        earlier = self.store.done(name, sha256, self.options.model)
+        if earlier is not None:
+            self.summary.skipped += 1
+            self.log("skipped", name, earlier, f"sha256={sha256[:12]} already DONE")
+            self.progress.done("skipped")
+            return None
+        return Upload(batch_file, data, sha256)
+
+    async def _run_batch(self, chunk: list[Upload]) -> None:
+        submitted_at = utc_now()
+        for _ in chunk:
+            self.progress.started()
+        batch = await self.client.create_batch(
+            [ImageUpload(u.file.name, u.data, u.file.media_type) for u in chunk],
+            model=self.options.model,
+            idempotency_key=batch_key(self.options.model, chunk),
+        )
+        self.log("submitted", detail=f"batch={batch.id} files={batch.total}")
+        shown: Counter[str] = Counter()
+        batch = await self._follow(batch, shown)
+        lines = await self.client.batch_results(batch.id)
+        for line in lines:
+            upload = chunk[int(line["index"])]
+            row = _row_of(line, upload, self.options.model, submitted_at)
+            # The bar moved with the counts; a file it did not count yet moves it now.
+            counted = shown[row.status] > 0
+            if counted:
+                shown[row.status] -= 1
+            self._store(row, counted=counted)
+        self.log("finished", detail=f"batch={batch.id} " + _counts_line(batch))
+
+    async def _follow(self, batch: Batch, shown: Counter[str]) -> Batch:
+        """Reads the batch's counts until it is finished, moving the bar by what finished;
+        cancels it when nothing finished for `result_timeout_s`."""
+        loop = asyncio.get_running_loop()
+        last_change, last_done = loop.time(), -1
+        while True:
+            for status in BATCH_FINAL:
+                for _ in range(batch.counts.get(status, 0) - shown[status]):
+                    shown[status] += 1
+                    self.progress.done(status)
+            if batch.finished:
+                return batch
+            if batch.done != last_done:
+                last_change, last_done = loop.time(), batch.done
+            elif loop.time() - last_change > self.options.result_timeout_s:
+                detail = f"nothing finished for {self.options.result_timeout_s:g} s: cancelled"
+                self.log("error", detail=f"batch={batch.id} {detail}")
+                return await self.client.cancel_batch(batch.id, detail)
+            await asyncio.sleep(BATCH_POLL_S)
+            batch = await self.client.get_batch(batch.id)
 
     async def _await_terminal(self, job: Job) -> Job:
         """The server's long poll answers as soon as the job's record is final. Waiting on the
@@ -418,6 +518,66 @@ class BatchRun:
         if name is None:
             return  # another client's run, or a job of this batch not yet created
         self.log("event", name, envelope.subject, envelope.type.short)
+
+
+@dataclass(frozen=True)
+class Upload:
+    file: BatchFile
+    data: bytes
+    sha256: str
+
+
+# A batch's counts of files that are finished, in the API's words.
+BATCH_FINAL: Final = ("DONE", "FAILED", "CANCELLED", "REJECTED", "DELETED")
+
+
+def batch_key(model: str, chunk: list[Upload]) -> str:
+    """The same files (names and contents) for the same model: the same batch on a rerun."""
+    listing = "\n".join(f"{u.file.name}\0{u.sha256}" for u in chunk)
+    return "simulator-batch-" + hashlib.sha256(f"{model}\n{listing}".encode()).hexdigest()
+
+
+def _chunks(uploads: list[Upload], max_files: int, max_bytes: int) -> Iterator[list[Upload]]:
+    chunk: list[Upload] = []
+    size = 0
+    for upload in uploads:
+        if chunk and (len(chunk) >= max_files or size + len(upload.data) > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(upload)
+        size += len(upload.data)
+    if chunk:
+        yield chunk
+
+
+def _row_of(line: dict[str, Any], upload: Upload, model: str, submitted_at: str) -> ResultRow:
+    """A results line (`BatchResultLine`) as a row of the `results` table."""
+    row = ResultRow(
+        upload.file.name,
+        upload.sha256,
+        model,
+        str(line.get("status")),
+        job_id=line.get("job_id"),
+        submitted_at=submitted_at,
+        finished_at=utc_now(),
+    )
+    result = line.get("result")
+    if isinstance(result, dict):
+        row.result_json = json.dumps({"job_id": row.job_id, "result": result}, sort_keys=True)
+        row.top_label, row.score = top_of(result)
+    problem = line.get("problem")
+    if isinstance(problem, dict):
+        error = problem.get("error")
+        if isinstance(error, dict):
+            row.error = f"{error.get('code')}: {error.get('message')}"
+        else:
+            kind = problem_name(str(problem.get("type", "")), str(problem.get("title", "")))
+            row.error = f"{kind}: {problem.get('detail')}"
+    return row
+
+
+def _counts_line(batch: Batch) -> str:
+    return " ".join(f"{status}={n}" for status, n in batch.counts.items() if n)
 
 
 def _error_of(exc: Exception) -> str:

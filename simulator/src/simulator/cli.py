@@ -112,6 +112,18 @@ def _batch_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
     sub.add_argument("--concurrency", type=_positive_int, default=4, help="jobs in flight (4)")
     sub.add_argument("--recursive", action="store_true", help="also the subdirectories")
+    sub.add_argument(
+        "--batch-api",
+        action="store_true",
+        help="send the files through POST /batches instead of one job each",
+    )
+    sub.add_argument(
+        "--batch-files",
+        type=_positive_int,
+        default=100,
+        metavar="N",
+        help="with --batch-api: files per batch request (default 100)",
+    )
     sub.add_argument("--api", help="API base URL (env API_URL; default the local service)")
     sub.add_argument("--api-key", help="sent as X-API-Key (env API_KEY)")
     sub.add_argument(
@@ -271,6 +283,8 @@ async def batch_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         recursive=args.recursive,
         result_timeout_s=args.result_timeout,
+        batch_api=args.batch_api,
+        batch_files=args.batch_files,
     )
     show_progress = not args.no_progress and sys.stderr.isatty()
     async with InferenceClient(api_url, api_key, policy=_retry_policy(args)) as client:

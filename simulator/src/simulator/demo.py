@@ -28,6 +28,7 @@ from inference_client import (
 from inference_common.assets import Manifest
 from simulator.event_lines import describe_result, short_id
 from simulator.images import SampleImages, is_digit_model
+from simulator.webhook_receiver import WebhookReceiver
 
 WAIT_TIMEOUT_S: Final = 60.0
 POLL_S: Final = 0.25
@@ -36,6 +37,8 @@ PREFERRED_IMAGES: Final = {
     "object_detection": "kite_and_cold",
     "describe": "kite_and_cold",
 }
+# A small batch: enough files to watch its counts move.
+BATCH_PHOTOS: Final = 3
 NOT_AN_IMAGE: Final = ImageUpload("notes.png", b"these bytes are not an image", "image/png")
 
 
@@ -82,7 +85,9 @@ class DemoScenario:
         for model in self._one_per_kind():
             await self._create_and_execute(model)
         await self._cancel_and_delete()
+        await self._webhook()
         await self._reject_garbage()
+        await self._small_batch()
         if n.surprises:
             n.console.print(f"\n[bold red]{len(n.surprises)} step(s) did not go as expected[/]")
             return 1
@@ -159,6 +164,47 @@ class DemoScenario:
         except (ApiFailure, UnexpectedResponse) as exc:
             n.surprise(str(exc))
 
+    async def _webhook(self) -> None:
+        n, model = self.narrator, self._photo_classifier()
+        n.step("POST /jobs with a callback: the job's end is POSTed, signed, to a receiver")
+        try:
+            secret = await self.client.webhook_secret()
+            async with WebhookReceiver(secret) as receiver:
+                n.said(f"a receiver listens on {receiver.url} (GET /webhook-secret signs)")
+                job = await self.client.create_job(
+                    self._image_for(model),
+                    name="demo-webhook",
+                    model=model.name,
+                    idempotency_key=str(uuid.uuid4()),
+                    execute=True,
+                    callback={"url": receiver.url, "events": "terminal"},
+                )
+                n.said(f"201 Created: job {job.id} {job.status}")
+                async with asyncio.timeout(WAIT_TIMEOUT_S):
+                    got = await receiver.deliveries.get()
+            event = got.event
+            n.said(
+                f"received [green]{escape(event['type'])}[/] for job {short_id(event['subject'])}"
+                f", signature verified [dim](webhook-id {got.webhook_id})[/]"
+            )
+            # The service records the attempt once the receiver has answered it.
+            async with asyncio.timeout(WAIT_TIMEOUT_S):
+                while not (recorded := await self.client.job_deliveries(job.id)):
+                    await asyncio.sleep(POLL_S)
+            delivery = recorded[0]
+            attempts = len(delivery["attempts"])
+            state = delivery["state"]
+            n.said(f"GET /jobs/{short_id(job.id)}/deliveries: {state} in {attempts} attempt(s)")
+        except ApiError as exc:
+            hint = ""
+            if exc.type.endswith("invalid-webhook-url"):
+                hint = " (the service must run with WEBHOOK_ALLOW_LOOPBACK and WEBHOOK_ALLOW_HTTP)"
+            n.surprise(f"{exc.status} {exc.title}: {exc.detail}{hint}")
+        except TimeoutError:
+            n.surprise(f"no webhook delivery within {WAIT_TIMEOUT_S:g} s")
+        except (ApiFailure, UnexpectedResponse, ValueError) as exc:
+            n.surprise(str(exc))
+
     async def _reject_garbage(self) -> None:
         n, model = self.narrator, self._photo_classifier()
         n.step("POST /jobs with bytes that are not an image: rejected up front")
@@ -182,6 +228,46 @@ class DemoScenario:
             error = finished.error.code if finished.error else "no error"
             report = n.said if finished.status == "FAILED" else n.surprise
             report(f"accepted, then {finished.status} ({error})")
+
+    async def _small_batch(self) -> None:
+        """A few photos and one bad file as one batch: its counts as it runs, then its
+        results, one JSON line per file."""
+        n, model = self.narrator, self._photo_classifier()
+        photos = list(self.images.for_model(model.name))[:BATCH_PHOTOS]
+        n.step(f"POST /batches: {len(photos)} photos and one bad file as one {model.name} batch")
+        try:
+            batch = await self.client.create_batch(
+                [*photos, NOT_AN_IMAGE], model=model.name, idempotency_key=str(uuid.uuid4())
+            )
+            n.said(f"201 Created: batch {batch.id}, {batch.total} files")
+            for rejected in batch.rejected:
+                detail = rejected.problem.get("detail", "")
+                n.said(f"rejected {escape(rejected.name)}: {escape(str(detail))}")
+            async with asyncio.timeout(WAIT_TIMEOUT_S):
+                shown = ""
+                while True:
+                    counts = " ".join(f"{s}={c}" for s, c in batch.counts.items() if c)
+                    if counts != shown:
+                        shown = counts
+                        n.said(f"GET /batches/{short_id(batch.id)}: {batch.progress:.0%} {counts}")
+                    if batch.finished:
+                        break
+                    await asyncio.sleep(POLL_S)
+                    batch = await self.client.get_batch(batch.id)
+            lines = await self.client.batch_results(batch.id)
+        except TimeoutError:
+            n.surprise(f"the batch is not finished after {WAIT_TIMEOUT_S:g} s")
+            return
+        except (ApiFailure, UnexpectedResponse) as exc:
+            n.surprise(str(exc))
+            return
+        n.said(f"GET /batches/{short_id(batch.id)}/results: {len(lines)} JSON lines")
+        for line in lines:
+            outcome = line.get("result") or (line.get("problem") or {}).get("detail", "")
+            text = _describe({"result": outcome}) if line.get("result") else str(outcome)
+            n.said(f"  {escape(str(line['name']))} {line['status']}: {escape(text)}")
+        if [line["status"] for line in lines] != ["DONE"] * len(photos) + ["REJECTED"]:
+            n.surprise("the results are not every photo DONE and the bad file REJECTED")
 
     async def _create(self, model: Model, image: ImageUpload, execute: bool) -> Job | None:
         try:

@@ -60,6 +60,12 @@ def service_settings(**overrides: Any) -> ServiceSettings:
     defaults: dict[str, Any] = {
         "openapi_dir": ROOT / "openapi",
         "folder_group_id": f"test-folder-{uuid.uuid4().hex[:8]}",
+        "webhook_group_id": f"test-webhooks-{uuid.uuid4().hex[:8]}",
+        # Only test_webhooks.py runs the dispatcher, to its receivers on loopback over http:
+        # no other test (the fuzzer's random URLs) can make it reach another address.
+        "run_webhooks": False,
+        "webhook_allow_http": True,
+        "webhook_allow_loopback": True,
         "relay_poll_interval_seconds": 0.5,
         "sweep_interval_seconds": 0.5,
         "service_port": free_port(),

@@ -3,6 +3,7 @@ with the test's own topics and database (the fixture of test_simulate_platform).
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -29,7 +30,7 @@ EXPECTED = {
 }
 
 
-def batch(directory: Path, out: Path, api: str) -> subprocess.CompletedProcess[str]:
+def batch(directory: Path, out: Path, api: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -45,6 +46,7 @@ def batch(directory: Path, out: Path, api: str) -> subprocess.CompletedProcess[s
             api,
             "--concurrency",
             "3",
+            *extra,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -119,6 +121,40 @@ def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_only_what_is_do
     assert copy["sha256"] == found["parrot.jpg"]["sha256"]
     assert copy["job_id"] != found["parrot.jpg"]["job_id"]
     assert "3 skipped as already DONE" in third.stdout
+
+
+def test_through_the_batch_api_every_file_gets_its_row_and_a_rerun_sends_nothing(
+    api_url: str,  # noqa: F811 (the imported fixture)
+    tmp_path: Path,
+) -> None:
+    directory, out = tmp_path / "input", tmp_path / "output"
+    directory.mkdir()
+    for name in EXPECTED:
+        shutil.copy(IMAGES / name, directory / name)
+    (directory / "text.jpg").write_text("just some text, not a JPEG\n")
+
+    # Two files a request: two batches, the second with one image and the bad file.
+    done = batch(directory, out, api_url, "--batch-api", "--batch-files", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = rows(out / "results.sqlite")
+    assert set(found) == {*EXPECTED, "text.jpg"}
+    for name, labels in EXPECTED.items():
+        row = found[name]
+        assert row["status"] == "DONE" and row["top_label"] in labels, row
+        result = httpx.get(f"{api_url}/jobs/{row['job_id']}/result").json()
+        assert json.loads(row["result_json"])["result"] == result["result"]
+    rejected = found["text.jpg"]
+    assert rejected["status"] == "REJECTED" and rejected["job_id"] is None, rejected
+    assert rejected["error"].startswith("unsupported-image-type"), rejected
+    log = (out / "batch.log").read_text()
+    assert log.count(" submitted ") == 2 and log.count(" finished ") == 2, log
+
+    # Nothing new is sent for files already DONE; the bad file's batch is found again.
+    jobs_before = len(httpx.get(f"{api_url}/jobs", params={"limit": 100}).json()["items"])
+    again = batch(directory, out, api_url, "--batch-api", "--batch-files", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "3 skipped as already DONE" in again.stdout
+    assert len(httpx.get(f"{api_url}/jobs", params={"limit": 100}).json()["items"]) == jobs_before
 
 
 def test_an_unreachable_api_exits_2(tmp_path: Path) -> None:

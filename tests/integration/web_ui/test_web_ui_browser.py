@@ -1,6 +1,7 @@
 """The page as a person uses it: `web-ui` (streamlit run) on a free loopback port over the real
 job service and an executor, driven in Debian's Chromium by Playwright. Pick a model, upload a
-photo, press Predict, see the bar chart or the boxes. Screenshots of every step are kept in
+photo, press Predict, see the bar chart or the boxes; upload several files as a batch and watch
+it finish. Screenshots of every step are kept in
 `.cache/test-artifacts/web-ui/` (gitignored)."""
 
 from __future__ import annotations
@@ -158,3 +159,32 @@ def test_a_photo_gets_its_detections_boxed(page: Page) -> None:
     )
     assert near > 100, (near, boxed)
     expect(page.get_by_test_id("stAlert")).to_have_count(0)
+
+
+def test_several_files_run_as_a_batch_with_a_progress_bar_and_a_results_table(
+    page: Page, api_url: str, tmp_path: Path
+) -> None:
+    pick_model(page, IMAGENET)
+    page.get_by_text("Several files (a batch)").click()
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("a shopping list, not a photo\n")
+    files = [IMAGES / "parrot.jpg", IMAGES / "umbrella.jpg", notes]
+    expect(page.get_by_text("Upload several images, then press Submit batch.")).to_be_visible()
+    # The uploader that takes several files (the page has rerun with it).
+    page.locator("[data-testid=stFileUploaderDropzoneInput][multiple]").set_input_files(files)
+    for file in files:
+        expect(page.get_by_role("button", name=f"Remove {file.name}")).to_be_visible()
+    shot(page, "4-batch-chosen")
+    page.get_by_role("button", name="Submit batch").click()
+    # The bar's text counts the finished files (the bad one is finished at once) up to all.
+    done = page.get_by_text(re.compile(r"^Batch [0-9a-f]{32}: 3 of 3 files finished$"))
+    expect(done).to_be_visible()
+    table = page.get_by_test_id("stDataFrame")
+    expect(table).to_be_visible()
+    shot(page, "5-batch-finished")
+    expect(page.get_by_test_id("stAlert")).to_have_count(0)
+    # What the table shows is what the API holds: both photos DONE, the bad file no job.
+    jobs = httpx.get(f"{api_url}/jobs", params={"limit": 100}, timeout=10).json()["items"]
+    statuses = {job["name"]: job["status"] for job in jobs}
+    assert statuses["parrot.jpg"] == "DONE" and statuses["umbrella.jpg"] == "DONE"
+    assert "notes.jpg" not in statuses

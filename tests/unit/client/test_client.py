@@ -439,3 +439,53 @@ def test_backoff_grows_with_full_jitter_up_to_its_ceiling() -> None:
     assert policy.delay_s(1, "2") == 2.0
     assert policy.delay_s(1, "-5") == 0.0
     assert 0 <= policy.delay_s(3, "Wed, 21 Oct 2015 07:28:00 GMT") <= 2.0
+
+
+# --- batches ---
+
+BATCH_ID = "fedcba9876543210fedcba9876543210"
+COUNTS = {"NEW": 0, "QUEUED": 1, "RUNNING": 0, "DONE": 1, "FAILED": 0, "CANCELLED": 0,
+          "REJECTED": 1, "DELETED": 0}  # fmt: skip
+BATCH = {
+    "id": BATCH_ID,
+    "model": "cls",
+    "total": 3,
+    "counts": COUNTS,
+    "progress": 0.6667,
+    "finished": False,
+    "rejected": [{"index": 2, "name": "x.png", "problem": {"status": 415, "detail": "no"}}],
+}
+
+
+@synchronously
+async def test_a_batch_sends_every_file_as_a_part_and_reads_its_counts() -> None:
+    recorder = Recorder(httpx.Response(201, json=BATCH))
+    async with recorder.client() as client:
+        batch = await client.create_batch(
+            [CAT, ImageUpload("dog.png", b"png", "image/png")],
+            model="cls",
+            idempotency_key="upload-1",
+            options={"top_k": 2},
+        )
+    assert (batch.id, batch.total, batch.done, batch.finished) == (BATCH_ID, 3, 2, False)
+    assert [(r.index, r.name, r.problem["status"]) for r in batch.rejected] == [(2, "x.png", 415)]
+    request = recorder.requests[0]
+    assert (request.method, request.url.path) == ("POST", "/api/v1/inference/batches")
+    assert request.headers["Idempotency-Key"] == "upload-1"
+    assert request.content.count(b'name="files"; filename=') == 2
+    assert b'name="options"\r\n\r\n{"top_k": 2}\r\n' in request.content
+
+
+@synchronously
+async def test_batch_results_are_json_lines_and_a_409_before_they_are_ready() -> None:
+    lines = [{"index": 0, "name": "cat.jpg", "status": "DONE", "result": {"classes": []}}]
+    recorder = Recorder(
+        problem(409, type="urn:cvinference:problem:batch-not-finished", title="Conflict"),
+        httpx.Response(200, text="".join(json.dumps(line) + "\n" for line in lines)),
+    )
+    async with recorder.client() as client:
+        with pytest.raises(ApiError) as raised:
+            await client.batch_results(BATCH_ID)
+        assert raised.value.kind == "HTTP 409 batch-not-finished"
+        assert await client.batch_results(BATCH_ID) == lines
+    assert recorder.requests[0].url.path.endswith(f"/batches/{BATCH_ID}/results")

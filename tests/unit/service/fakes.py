@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -16,12 +16,17 @@ from typing import Any
 
 from inference_common.contracts import EventSchemas
 from inference_common.image_store import ImageKey, ImageMissing, ImageStore
+from inference_service.api.problems import file_problem
+from inference_service.domain.batch import DELETED, Batch
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy
+from inference_service.domain.webhook_urls import TargetPolicy
+from inference_service.domain.webhooks import Callback, Delivery, Subscription
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import (
+    BatchStore,
     DeadLetters,
     EventPublisher,
     JobStore,
@@ -29,13 +34,17 @@ from inference_service.ports import (
     LeaseStore,
     Outbox,
     Record,
+    Response,
+    WebhookStore,
 )
+from inference_service.service_layer.batches import BatchService
 from inference_service.service_layer.folding import ResultFolding
 from inference_service.service_layer.jobs import JobService, Limits
 from inference_service.service_layer.relaying import OutboxRelaying
 from inference_service.service_layer.settled import SettledJobs
 from inference_service.service_layer.sweeping import DeadlineSweeping
 from inference_service.service_layer.waiting import Classifier, WaitPolicy
+from inference_service.service_layer.webhooks import Webhooks
 from inference_service.service_layer.writer import JobWriter, OutboxWrites
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -97,6 +106,14 @@ class FakeJobStore:
         self.reads += 1
         return [s.job for s in self.stored.values() if s.job.overdue(at)][:limit]
 
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        self.reads += 1
+        return {
+            job_id: DELETED if stored.job.deleted else stored.job.status.value
+            for job_id in job_ids
+            if (stored := self.stored.get(job_id)) is not None
+        }
+
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         self.reads += 1
         if self.scan_gate is not None:  # a scan of a large store: it answers when let
@@ -142,6 +159,28 @@ class FakeJobStore:
     def _outbox(stored: _Stored) -> Outbox:
         image = stored.job.image.uri if stored.job.image else None
         return Outbox(stored.job.id, tuple(stored.outbox), stored.job.deleted, image)
+
+
+class FakeBatchStore:
+    def __init__(self) -> None:
+        self.stored: dict[str, Batch] = {}
+        self.writes = 0
+
+    async def get(self, batch_id: str) -> Batch | None:
+        return self.stored.get(batch_id)
+
+    async def add(self, batch: Batch) -> bool:
+        self.writes += 1
+        return self.stored.setdefault(batch.id, batch) is batch
+
+    async def settle(self, batch_id: str, statuses: Mapping[str, str]) -> None:
+        self.writes += 1
+        if batch_id in self.stored:
+            self.stored[batch_id] = self.stored[batch_id].with_settled(statuses)
+
+    async def delete(self, batch_id: str) -> None:
+        self.writes += 1
+        self.stored.pop(batch_id, None)
 
 
 class FakeImageStore:
@@ -211,6 +250,60 @@ class FakeDeadLetters:
         return None
 
 
+class FakeWebhookStore:
+    def __init__(self) -> None:
+        self.callbacks: dict[str, Callback] = {}
+        self.subscribed: dict[str, Subscription] = {}
+        self.secrets: dict[str, str] = {}
+        self.saved: dict[str, Delivery] = {}
+
+    async def add_callback(self, callback: Callback) -> None:
+        self.callbacks[callback.job_id] = callback
+
+    async def callback(self, job_id: str) -> Callback | None:
+        return self.callbacks.get(job_id)
+
+    async def add_subscription(self, subscription: Subscription) -> None:
+        self.subscribed[subscription.id] = subscription
+
+    async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        found = [s for s in self.subscribed.values() if owner is None or s.owner == owner]
+        return sorted(found, key=lambda s: (s.created_at, s.id))
+
+    async def remove_subscription(self, owner: str, subscription_id: str) -> bool:
+        found = self.subscribed.get(subscription_id)
+        if found is None or found.owner != owner:
+            return False
+        del self.subscribed[subscription_id]
+        return True
+
+    async def secret(self, owner: str, new: str) -> str:
+        return self.secrets.setdefault(owner, new)
+
+    async def delivery(self, delivery_id: str) -> Delivery | None:
+        return self.saved.get(delivery_id)
+
+    async def save_delivery(self, delivery: Delivery) -> None:
+        self.saved[delivery.id] = delivery
+
+    async def deliveries(self, job_id: str) -> list[Delivery]:
+        found = [d for d in self.saved.values() if d.job_id == job_id]
+        return sorted(found, key=lambda d: (d.updated_at, d.id))
+
+
+class FakeSender:
+    """Answers from a script (the last answer repeats) and keeps every request."""
+
+    def __init__(self, *answers: Response) -> None:
+        self.answers = list(answers) or [Response(200, None)]
+        self.requests: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
+        self.requests.append((url, body, dict(headers)))
+        index = min(len(self.requests), len(self.answers)) - 1
+        return self.answers[index]
+
+
 @dataclass
 class Wired:
     """The use cases on fakes, as runtime.py wires them on the real adapters."""
@@ -222,11 +315,15 @@ class Wired:
     writes: OutboxWrites
     settled: SettledJobs
     service: JobService
+    batch_store: FakeBatchStore
+    batches: BatchService
     folding: ResultFolding
     sweeping: DeadlineSweeping
     relaying: OutboxRelaying
     classifier: Classifier
     policy: RetryPolicy
+    webhook_store: FakeWebhookStore
+    webhooks: Webhooks
 
 
 def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) -> Wired:
@@ -241,8 +338,14 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
     _leases: LeaseStore = FakeLeaseStore()
     writer = JobWriter(job_store, outbox=writes, settled=settled, metrics=metrics)
     catalog = ModelCatalog.load(ROOT / "assets" / "manifest.toml", ROOT / ".cache" / "assets")
-    service = JobService(writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy)
+    webhook_store = FakeWebhookStore()
+    hooks: WebhookStore = webhook_store
+    service = JobService(
+        writer, image_store, catalog, Limits(10_000_000, 40_000_000), policy, webhooks=hooks
+    )
     schemas = EventSchemas(ROOT / "openapi" / "asyncapi.yaml")
+    batch_store = FakeBatchStore()
+    batch_port: BatchStore = batch_store
     return Wired(
         store=store,
         images=images,
@@ -251,6 +354,8 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
         writes=writes,
         settled=settled,
         service=service,
+        batch_store=batch_store,
+        batches=BatchService(batch_port, service, file_problem),
         folding=ResultFolding(writer, schemas, policy, letters, metrics),
         sweeping=DeadlineSweeping(writer, policy, metrics),
         relaying=OutboxRelaying(
@@ -262,6 +367,8 @@ def wire(*, max_attempts: int = 3, deadline_seconds: float = 60.0, **wait: Any) 
             WaitPolicy(wait.get("timeout", 2.0), wait.get("poll", 1.0)),
         ),
         policy=policy,
+        webhook_store=webhook_store,
+        webhooks=Webhooks(hooks, service, TargetPolicy()),
     )
 
 

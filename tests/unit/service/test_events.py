@@ -113,3 +113,14 @@ def test_which_events_end_a_job_stream() -> None:
     assert not ends_job_stream(envelope(EventType.STARTED, {}), 3)  # type: ignore[arg-type]
     assert not ends_job_stream(envelope(EventType.FAILED, retryable), 3)  # type: ignore[arg-type]
     assert ends_job_stream(envelope(EventType.FAILED, final), 3)  # type: ignore[arg-type]
+
+
+def test_an_event_continuing_another_span_is_the_same_event_but_its_traceparent() -> None:
+    created = events.created(job(), TRACE)
+    relayed = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+    moved = created.continuing(relayed)
+    assert created.traceparent == TRACE and moved.traceparent == relayed
+    before, after = published(created), published(moved)
+    assert after[0].pop("ce_traceparent") == relayed
+    assert before[0].pop("ce_traceparent") == TRACE
+    assert (moved.id, moved.type, after) == (created.id, created.type, before)

@@ -296,3 +296,35 @@ def test_an_unreachable_api_exits_2(tmp_path: Path) -> None:
 def test_a_missing_directory_exits_2(tmp_path: Path) -> None:
     code = main(["batch", str(tmp_path / "nowhere"), "--db", "x", "--log", "y"])
     assert code == 2
+
+
+@synchronously
+async def test_through_the_batch_api_each_file_gets_its_row_and_the_bar_moves(
+    tmp_path: Path,
+) -> None:
+    images = make_directory(tmp_path)
+    api, progress = FakeApi(), Progress()
+    rows, lines = await run_batch(
+        api, images, tmp_path, progress=progress, recursive=True, batch_api=True, batch_files=3
+    )
+    by_file = {row["file"]: row for row in rows}
+    assert set(by_file) == {"bad.jpg", "cat.jpg", "dog.png", "nested/bird.bmp"}
+    assert by_file["bad.jpg"]["status"] == "REJECTED" and by_file["bad.jpg"]["job_id"] is None
+    assert str(by_file["bad.jpg"]["error"]).startswith("unsupported-image-type")
+    for name in ("cat.jpg", "dog.png", "nested/bird.bmp"):
+        assert by_file[name]["status"] == "DONE" and by_file[name]["job_id"] in api.jobs
+        assert by_file[name]["top_label"] is not None
+    # Four files, three a request: two batches, and no job created one by one.
+    assert api.count("POST", "/batches") == 2 and api.count("POST", "/jobs") == 0
+    assert [step for step, _ in lines].count("submitted") == 2
+    # The bar: every file started, then finished once, by outcome.
+    assert progress.calls.count("started") == 4
+    assert sorted(c for c in progress.calls if c in ("DONE", "REJECTED")) == [
+        "DONE", "DONE", "DONE", "REJECTED"
+    ]  # fmt: skip
+
+    # A rerun sends nothing for what is DONE; the bad file's batch is found by its key.
+    again = FakeApi()
+    again.batch_by_key, again.batches, again.jobs = api.batch_by_key, api.batches, api.jobs
+    await run_batch(again, images, tmp_path, recursive=True, batch_api=True, batch_files=3)
+    assert again.count("POST", "/batches") == 1 and len(api.jobs) == 3

@@ -195,6 +195,9 @@ def test_demo_scenario_does_every_operation_and_says_so(
         "204 No Content",
         "404 not-found",
         "422 image-unreadable: cannot identify image file",
+        "received io.cvinference.job.completed.v1",
+        "signature verified",
+        "delivered in 1 attempt(s)",
         "steps as expected",
     ):
         assert expected in out, expected

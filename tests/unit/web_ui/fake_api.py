@@ -32,6 +32,7 @@ SSD = {
     "label_count": 90,
 }
 JOB_ID = "0123456789abcdef0123456789abcdef"
+BATCH_ID = "fedcba9876543210fedcba9876543210"
 
 
 def problem(status: int, title: str, detail: str) -> httpx.Response:
@@ -97,4 +98,36 @@ class FakeApi:
             return httpx.Response(200, json=self.job(status, "m"))
         if path == f"/jobs/{JOB_ID}/result":
             return httpx.Response(200, json={"job_id": JOB_ID, "result": self.result})
+        return self.batches(path)
+
+    def batches(self, path: str) -> httpx.Response:
+        """The batch endpoints; 404 for any other path."""
+        if path == "/batches":
+            return httpx.Response(201, json=self.batch(finished=False))
+        if path == f"/batches/{BATCH_ID}":
+            return httpx.Response(200, json=self.batch(finished=True))
+        if path == f"/batches/{BATCH_ID}/results":
+            lines = [
+                {"index": 0, "name": "a.png", "job_id": JOB_ID, "status": "DONE",
+                 "result": self.result},
+                {"index": 1, "name": "b.png", "job_id": None, "status": "REJECTED",
+                 "problem": {"type": "t", "title": "Unsupported", "status": 415,
+                             "detail": "not an image"}},
+            ]  # fmt: skip
+            return httpx.Response(200, text="".join(json.dumps(line) + "\n" for line in lines))
         return problem(404, "Not Found", path)
+
+    @staticmethod
+    def batch(finished: bool) -> dict[str, Any]:
+        counts = dict.fromkeys(
+            ["NEW", "QUEUED", "RUNNING", "DONE", "FAILED", "CANCELLED", "REJECTED", "DELETED"], 0
+        )
+        counts.update({"DONE": 1} if finished else {"QUEUED": 1}, REJECTED=1)
+        return {
+            "id": BATCH_ID,
+            "total": 2,
+            "counts": counts,
+            "progress": 1.0 if finished else 0.5,
+            "finished": finished,
+            "rejected": [{"index": 1, "name": "b.png", "problem": {"detail": "not an image"}}],
+        }

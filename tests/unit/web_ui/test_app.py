@@ -238,3 +238,19 @@ def test_the_answer_stays_across_reruns_until_the_image_changes(serve: Serve) ->
     assert sum(r.method == "POST" for r in fake.requests) == posts  # not submitted again
     at = at.file_uploader[0].set_value(("other.png", png(colour=255), "image/png")).run()
     assert at.get("vega_lite_chart") == []
+
+
+def test_several_files_go_as_one_batch_and_its_results_fill_a_table(serve: Serve) -> None:
+    fake = FakeApi()
+    at = serve(fake)
+    at.radio[0].set_value("Several files (a batch)").run()
+    at.file_uploader[0].set_value([("a.png", png(), "image/png"), ("b.png", b"x", "image/png")])
+    at = at.run().button[0].click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.png", "b.png"]
+    assert list(table["status"]) == ["DONE", "REJECTED"]
+    assert table["answer"][0] == "7 (91.0%)" and table["answer"][1] == "not an image"
+    create = next(r for r in fake.requests if r.method == "POST")
+    assert create.url.path.endswith("/batches")
+    assert create.content.count(b'name="files"') == 2

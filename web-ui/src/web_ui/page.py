@@ -1,4 +1,5 @@
-"""The page: model, image, predict, then the image and a bar chart of the answer.
+"""The page: model, image, predict, then the image and a bar chart of the answer; or several
+images as one batch, its progress bar, then a table of its results.
 
 Everything it knows comes from the public REST API, through the shared client
 (`inference_client`), which this page runs on an event loop of its own for each run of the
@@ -19,12 +20,14 @@ from inference_client import (
     ApiError,
     ApiFailure,
     ApiUnreachable,
+    Batch,
     ImageUpload,
     InferenceClient,
     Model,
     RetryNotice,
     UnexpectedResponse,
 )
+from web_ui.batch_rows import batch_row
 from web_ui.bootstrap import make_api
 from web_ui.chart_data import (
     chart_table,
@@ -36,11 +39,12 @@ from web_ui.chart_data import (
 from web_ui.drawing import draw_detections, for_display, open_rgb
 from web_ui.samples import Sample, bundled_samples, media_type_of
 from web_ui.settings import UiSettings, load_settings
-from web_ui.waiting import JobTimeout, wait_for_job
+from web_ui.waiting import BatchTimeout, JobTimeout, wait_for_batch, wait_for_job
 
 UPLOAD_TYPES: Final = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
-UPLOAD, SAMPLE = "Upload a file", "Try a sample"
+UPLOAD, SAMPLE, BATCH = "Upload a file", "Try a sample", "Several files (a batch)"
 LAST_RESULT: Final = "last_result"
+LAST_BATCH: Final = "last_batch"
 
 
 @st.cache_data(show_spinner=False)
@@ -65,7 +69,7 @@ async def show(settings: UiSettings) -> None:
             )
         except ApiError as exc:
             st.error(f"**{exc.title}** ({exc.status}): {exc.detail or 'no detail given'}")
-        except (JobTimeout, ApiFailure, UnexpectedResponse) as exc:
+        except (JobTimeout, BatchTimeout, ApiFailure, UnexpectedResponse) as exc:
             st.error(str(exc))
 
 
@@ -76,7 +80,15 @@ async def run(api: InferenceClient, settings: UiSettings) -> None:
         return
     model = st.selectbox("Model", models, format_func=lambda m: f"{m.title} ({m.task})")
     assert model is not None  # a selectbox with options always has a choice
-    image, credit = choose_image(model, settings)
+    digits = is_digit_model(model.task, model.label_count)
+    samples = [s for s in cached_samples() if s.name.startswith("mnist-") == digits]
+    source = st.radio(
+        "Image", [UPLOAD, SAMPLE, BATCH] if samples else [UPLOAD, BATCH], horizontal=True
+    )
+    if source == BATCH:
+        await run_batch(api, settings, model)
+        return
+    image, credit = choose_image(settings, source, samples)
     if image is None:
         st.info("Upload an image or pick a sample, then press Predict.")
         return
@@ -92,10 +104,9 @@ async def run(api: InferenceClient, settings: UiSettings) -> None:
         show_result(model, image, last[1], credit)
 
 
-def choose_image(model: Model, settings: UiSettings) -> tuple[ImageUpload | None, str | None]:
-    digits = is_digit_model(model.task, model.label_count)
-    samples = [s for s in cached_samples() if s.name.startswith("mnist-") == digits]
-    source = st.radio("Image", [UPLOAD, SAMPLE], horizontal=True) if samples else UPLOAD
+def choose_image(
+    settings: UiSettings, source: str | None, samples: list[Sample]
+) -> tuple[ImageUpload | None, str | None]:
     if source == UPLOAD:
         file = st.file_uploader(
             "An image", type=UPLOAD_TYPES, max_upload_size=settings.max_upload_mb
@@ -153,6 +164,61 @@ async def predict(
         return None
     answer: dict[str, Any] = result["result"]
     return answer
+
+
+async def run_batch(api: InferenceClient, settings: UiSettings, model: Model) -> None:
+    files = st.file_uploader(
+        "Images",
+        type=UPLOAD_TYPES,
+        accept_multiple_files=True,
+        max_upload_size=settings.max_upload_mb,
+    )
+    st.caption(
+        f"Each image up to {settings.image_limits()}; a file the API cannot use is listed "
+        "with its problem, and the others go on."
+    )
+    if not files:
+        st.info("Upload several images, then press Submit batch.")
+        return
+    uploads = [
+        ImageUpload(f.name, f.getvalue(), media_type_of(f.name, f.type or "")) for f in files
+    ]
+    shown = (model.name, tuple(hashlib.sha256(u.data).hexdigest() for u in uploads))
+    if st.button("Submit batch", type="primary"):
+        st.session_state.pop(LAST_BATCH, None)
+        st.session_state[LAST_BATCH] = (shown, await submit_batch(api, settings, model, uploads))
+    last = st.session_state.get(LAST_BATCH)
+    if last is not None and last[0] == shown:
+        st.dataframe([batch_row(line) for line in last[1]], hide_index=True)
+
+
+async def submit_batch(
+    api: InferenceClient, settings: UiSettings, model: Model, uploads: list[ImageUpload]
+) -> list[dict[str, Any]]:
+    """The batch's results lines once it is finished; its progress on a bar meanwhile."""
+    bar = st.progress(0.0, text=f"Submitting {len(uploads)} files")
+
+    def on_progress(batch: Batch) -> None:
+        bar.progress(
+            batch.progress, text=f"Batch {batch.id}: {batch.done} of {batch.total} files finished"
+        )
+
+    batch = await api.create_batch(
+        uploads,
+        model=model.name,
+        # A new key per press: a retry of this submission cannot create a second batch.
+        idempotency_key=str(uuid.uuid4()),
+        options=job_options(model.task, model.label_count),
+    )
+    batch = await wait_for_batch(
+        api,
+        batch,
+        on_progress=on_progress,
+        poll_interval_s=settings.poll_interval_s,
+        # The jobs run side by side on the executors: a job's time per four files.
+        timeout_s=settings.job_timeout_s * max(1, len(uploads) // 4),
+    )
+    return await api.batch_results(batch.id)
 
 
 def show_result(

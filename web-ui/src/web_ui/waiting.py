@@ -1,4 +1,5 @@
-"""Following a job until it ends, by polling: one GET every `poll_interval_s`, bounded."""
+"""Following a job or a batch until it ends, by polling: one GET every `poll_interval_s`,
+bounded."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from inference_client import InferenceClient, Job
+from inference_client import Batch, InferenceClient, Job
 
 
 class JobTimeout(Exception):
@@ -37,3 +38,34 @@ async def wait_for_job(
             on_status(latest)
         job = latest
     return job
+
+
+class BatchTimeout(Exception):
+    def __init__(self, batch: Batch, timeout_s: float) -> None:
+        self.batch = batch
+        super().__init__(
+            f"Batch {batch.id} has {batch.done} of {batch.total} files finished after "
+            f"{timeout_s:g} s."
+        )
+
+
+async def wait_for_batch(
+    api: InferenceClient,
+    batch: Batch,
+    *,
+    on_progress: Callable[[Batch], None],
+    poll_interval_s: float = 0.3,
+    timeout_s: float = 60.0,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Batch:
+    """The batch once finished; `on_progress` sees it after every read."""
+    deadline = clock() + timeout_s
+    on_progress(batch)
+    while not batch.finished:
+        if clock() >= deadline:
+            raise BatchTimeout(batch, timeout_s)
+        await sleep(poll_interval_s)
+        batch = await api.get_batch(batch.id)
+        on_progress(batch)
+    return batch

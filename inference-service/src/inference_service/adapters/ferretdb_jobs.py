@@ -32,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from inference_service.adapters.documents import Document, Documents, MongoDocuments
 from inference_service.adapters.job_documents import from_document, outbox_of
-from inference_service.adapters.mongo_jobs import MongoJobStore, overdue_query
+from inference_service.adapters.mongo_jobs import MongoJobStore, overdue_query, status_of
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter
@@ -273,6 +273,16 @@ class FerretDbJobStore:
 
     async def purge_deleted(self, job_id: str) -> bool:
         return await self._store.purge_deleted(job_id)
+
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """One read by `_id` per job (an `$in` is a scan here), answered from this process's
+        own writes where it knows the job: the folder's, for a batch's running jobs."""
+        found: dict[str, str] = {}
+        for job_id in job_ids:
+            document = await self._jobs.find_one(job_id, _STATE)
+            if document is not None:
+                found[job_id] = status_of(document)
+        return found
 
     async def key_holder(self, owner: str, key: str) -> KeyHolder | None:
         return await self._store.key_holder(owner, key)

@@ -137,11 +137,11 @@ class KafkaGroupConsumer:
         self,
         config: dict[str, Any],
         topic: str,
-        *,
+        *more_topics: str,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
         self.config = config
-        self.topic = topic
+        self.topics = [topic, *more_topics]
         self._consumer_factory = consumer_factory
         self._consumer: Consumer | None = None
         self._lane = BlockingLane(f"consumer-{topic}")
@@ -149,7 +149,7 @@ class KafkaGroupConsumer:
     async def next_batch(self, max_records: int, timeout: float) -> list[Record]:
         if self._consumer is None:
             self._consumer = self._consumer_factory(self.config)
-            await self._lane.call(self._consumer.subscribe, [self.topic])
+            await self._lane.call(self._consumer.subscribe, self.topics)
         messages = await self._lane.call(consume_available, self._consumer, max_records, timeout)
         return _records(messages)
 

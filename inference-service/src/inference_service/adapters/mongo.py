@@ -9,9 +9,11 @@ from inference_common.image_stores import ImageStores, open_image_store
 from inference_common.mongo import async_client, sync_client
 from inference_common.settings import CommonSettings
 from inference_service.adapters.ferretdb_jobs import FerretDbJobStore, is_ferretdb
+from inference_service.adapters.mongo_batches import MongoBatchStore
 from inference_service.adapters.mongo_jobs import MongoJobStore
 from inference_service.adapters.mongo_leases import MongoLeaseStore
-from inference_service.ports import JobStore, LeaseStore
+from inference_service.adapters.mongo_webhooks import MongoWebhookStore
+from inference_service.ports import BatchStore, JobStore, LeaseStore, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,14 @@ class MongoConnection:
             log.info("FerretDB: job writes are checked in this process; run one replica")
             return FerretDbJobStore.on(self._db)
         return MongoJobStore.on(self._db)
+
+    def batch_store(self) -> BatchStore:
+        return MongoBatchStore.on(self._db)
+
+    async def webhook_store(self) -> WebhookStore:
+        store = MongoWebhookStore(self._db)
+        await store.ensure_indexes()
+        return store
 
     def lease_store(self) -> LeaseStore:
         return MongoLeaseStore(self._db)

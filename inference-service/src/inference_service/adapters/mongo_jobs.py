@@ -22,6 +22,7 @@ from inference_service.adapters.job_documents import (
     to_document,
     to_fields,
 )
+from inference_service.domain.batch import DELETED
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Change, Job, JobFilter
@@ -45,6 +46,14 @@ RETIRED_INDEXES: Final = frozenset({"owner_idem"})
 # What a job read leaves out: the events waiting for the relay.
 _JOB: Final = {"outbox": 0}
 _OUTBOX: Final = {"outbox": 1, "deleted": 1, "image": 1}
+_STATUS: Final = {"status": 1, "deleted": 1}
+# A batch's jobs are asked about this many at a time (one `$in` on `_id` each).
+_STATUS_CHUNK: Final = 500
+
+
+def status_of(document: Document) -> str:
+    """The job's status for a batch's count: DELETED once deleted."""
+    return DELETED if document.get("deleted") else str(document["status"])
 
 
 def overdue_query(at: datetime) -> Document:
@@ -137,6 +146,14 @@ class MongoJobStore:
     async def overdue(self, at: datetime, limit: int) -> list[Job]:
         found = await self.jobs.find(overdue_query(at), _JOB, limit=limit)
         return [from_document(document) for document in found]
+
+    async def statuses(self, job_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(job_ids), _STATUS_CHUNK):
+            chunk = list(job_ids[start : start + _STATUS_CHUNK])
+            for document in await self.jobs.find({"_id": {"$in": chunk}}, _STATUS):
+                found[str(document["_id"])] = status_of(document)
+        return found
 
     # --- the outbox ---
 

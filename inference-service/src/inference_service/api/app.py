@@ -15,19 +15,35 @@ from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
 from connexion.resolver import Resolver
 from jsonschema import Draft4Validator
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from inference_common import tracing
 from inference_service.api import problems
+from inference_service.api.batch_uploads import BatchLimits
 from inference_service.api.classify import ClassifyApi
-from inference_service.api.handlers import Handlers, JobsApi, ModelsApi, Services, StreamsApi
+from inference_service.api.handlers import (
+    BatchesApi,
+    Handlers,
+    JobsApi,
+    ModelsApi,
+    Services,
+    StreamsApi,
+)
 from inference_service.api.limits import MULTIPART_ALLOWANCE, BodyLimitMiddleware
 from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware
 from inference_service.api.security import api_key_handler
-from inference_service.api.telemetry import RequestTelemetry, RouteTemplates
+from inference_service.api.telemetry import (
+    RequestTelemetry,
+    RouteTemplates,
+    server_span_options,
+)
 from inference_service.api.validation import validator_map
+from inference_service.api.webhooks import WebhooksApi
+from inference_service.domain.webhook_urls import TargetPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.settings import ServiceSettings
 
@@ -42,6 +58,16 @@ def load_spec(openapi_dir: Path, *, with_api_keys: bool) -> dict[str, Any]:
     if not with_api_keys:
         spec["security"] = []
     return spec
+
+
+def _resolved(schemas: dict[str, Any], name: str) -> dict[str, Any]:
+    """A component schema whose `$ref`s to other components are inlined (one level)."""
+    schema = dict(schemas[name])
+    properties = {
+        key: schemas[value["$ref"].rsplit("/", 1)[1]] if "$ref" in value else value
+        for key, value in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties}
 
 
 class AppRuntime(Services, Protocol):
@@ -59,12 +85,27 @@ class AppRuntime(Services, Protocol):
 def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
     clients = settings.clients_by_key()
     spec = load_spec(settings.openapi_dir, with_api_keys=bool(clients))
-    options_schema = spec["components"]["schemas"]["ModelOptions"]
+    schemas = spec["components"]["schemas"]
+    options_validator = Draft4Validator(schemas["ModelOptions"])
     handlers = Handlers(
         models=ModelsApi(runtime),
         jobs=JobsApi(
-            runtime, settings.base_path, Draft4Validator(options_schema), settings.max_image_bytes
+            runtime,
+            settings.base_path,
+            options_validator,
+            settings.max_image_bytes,
+            callback_validator=Draft4Validator(_resolved(schemas, "WebhookTarget")),
+            targets=TargetPolicy(settings.webhook_allow_http, settings.webhook_allow_loopback),
         ),
+        batches=BatchesApi(
+            runtime,
+            settings.base_path,
+            options_validator,
+            BatchLimits(
+                settings.batch_max_files, settings.batch_max_bytes, settings.max_image_bytes
+            ),
+        ),
+        webhooks=WebhooksApi(runtime, settings.base_path),
         streams=StreamsApi(runtime, settings.sse_keepalive_seconds),
         classify=ClassifyApi(runtime, settings.max_image_bytes),
     )
@@ -111,12 +152,25 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
         max_body_bytes=settings.max_image_bytes + MULTIPART_ALLOWANCE,
         # The challenge's endpoint answers every invalid input with 404, too large included.
         status_by_path={settings.base_path + "/mnist/classify": 404},
+        # A batch carries many images: its own limit (the parts' boundaries and names too).
+        max_by_path={
+            settings.base_path + "/batches": settings.batch_max_bytes
+            + MULTIPART_ALLOWANCE * (1 + settings.batch_max_files // 64)
+        },
     )
+    routes = RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS)
+    if tracing.active_provider() is not None:
+        # Added first, so outside RequestTelemetry: the request's span is current in there.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            position=MiddlewarePosition.BEFORE_EXCEPTION,
+            **server_span_options(routes, untraced=ROOT_PATHS),
+        )
     app.add_middleware(
         RequestTelemetry,
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=runtime.metrics,
-        routes=RouteTemplates(settings.base_path, spec["paths"], ROOT_PATHS),
+        routes=routes,
         access=settings.access_log,
     )
     app.add_error_handler(ProblemException, problems.from_connexion)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -12,19 +13,25 @@ from jsonschema import Draft4Validator
 from starlette.datastructures import UploadFile
 from starlette.responses import Response, StreamingResponse
 
+from inference_service.api.batch_uploads import BatchLimits, uploaded_files
 from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
 from inference_service.api.validation import ValidationProblem, collect
-from inference_service.api.views import job_view, result_view
+from inference_service.api.views import batch_view, job_view, result_line, result_view
+from inference_service.api.webhooks import checked_target
+from inference_service.domain.batch import BatchProgress
 from inference_service.domain.catalog import ModelCatalog, UnknownModel
 from inference_service.domain.clock import as_utc
 from inference_service.domain.images import check_size
 from inference_service.domain.job import Job, JobFilter
 from inference_service.domain.lifecycle import JobStatus
+from inference_service.domain.webhook_urls import TargetPolicy
+from inference_service.service_layer.batches import BatchService, NewBatch
 from inference_service.service_layer.jobs import JobService, NewJob
 from inference_service.service_layer.live import LiveEvent, LiveEvents, Subscription
 from inference_service.service_layer.waiting import Classifier
+from inference_service.service_layer.webhooks import Webhooks
 
 Answer = tuple[Any, int, dict[str, str]]
 
@@ -37,9 +44,13 @@ class Services(Protocol):
     @property
     def service(self) -> JobService: ...
     @property
+    def batches(self) -> BatchService: ...
+    @property
     def live(self) -> LiveEvents | None: ...
     @property
     def classifier(self) -> Classifier: ...
+    @property
+    def webhooks(self) -> Webhooks: ...
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
@@ -86,11 +97,16 @@ class JobsApi:
         base_path: str,
         options_validator: Draft4Validator,
         max_image_bytes: int,
+        *,
+        callback_validator: Draft4Validator,
+        targets: TargetPolicy,
     ) -> None:
         self._services = services
         self.base_path = base_path
         self.options_validator = options_validator
         self.max_image_bytes = max_image_bytes
+        self.callback_validator = callback_validator
+        self.targets = targets
 
     @property
     def service(self) -> JobService:
@@ -137,11 +153,12 @@ class JobsApi:
         score_threshold: float | None = None,
     ) -> Answer:
         """A form (fields and the `image` file), JSON (no image), or a raw image body with
-        the fields as query parameters."""
+        the fields as query parameters (no callback: that needs a form or JSON)."""
         given = {"model": model, "name": name, "execute": execute}
         options = {"top_k": top_k, "score_threshold": score_threshold}
         query = {key: value for key, value in {**given, **options}.items() if value is not None}
         data: bytes | None = None
+        callback = None
         if is_raw_image():
             if model is None:
                 raise _unusable_query("a raw image body needs the query parameter model", "model")
@@ -154,12 +171,15 @@ class JobsApi:
         else:
             fields = body or {}
             options = fields.get("options") or {}
+            callback = fields.get("callback")
         name = fields.get("name")
         if image is not None:
             if image.size is not None:
                 check_size(image.size, self.max_image_bytes)
             data = await image.read()
-            options = self._form_options(options)
+            options = form_object(options, self.options_validator, "/options")
+            if callback is not None:
+                callback = form_object(callback, self.callback_validator, "/callback")
             name = name or image.filename
         job, created = await self.service.create(
             NewJob(
@@ -171,28 +191,12 @@ class JobsApi:
                 execute=bool(fields.get("execute", False)),
                 idempotency_key=header("Idempotency-Key"),
                 span=request_span(),
+                callback=(
+                    checked_target(self.targets, callback, "/callback") if callback else None
+                ),
             )
         )
         return answer(self._view(job), 201 if created else 200, self._location(job.id))
-
-    def _form_options(self, raw: object) -> dict[str, Any]:
-        """Multipart carries the options as a JSON string; check it like the JSON body's."""
-        if isinstance(raw, dict):
-            parsed: object = raw
-        else:
-            try:
-                parsed = json.loads(str(raw)) if raw else {}
-            except ValueError:
-                raise ValidationProblem(
-                    [{"detail": "options is not valid JSON", "pointer": "/options"}]
-                ) from None
-        errors = collect(self.options_validator, parsed)
-        if errors:
-            raise ValidationProblem(
-                [{**error, "pointer": "/options" + error["pointer"]} for error in errors]
-            )
-        assert isinstance(parsed, dict)
-        return parsed
 
     async def get_job(self, job_id: str, wait: float = 0.0, user: str | None = None) -> Answer:
         owner = owner_of(user)
@@ -229,6 +233,70 @@ class JobsApi:
 
     async def get_result(self, job_id: str, user: str | None = None) -> Answer:
         return answer(result_view(await self.service.result(owner_of(user), job_id)))
+
+
+class BatchesApi:
+    def __init__(
+        self,
+        services: Services,
+        base_path: str,
+        options_validator: Draft4Validator,
+        limits: BatchLimits,
+    ) -> None:
+        self._services = services
+        self.base_path = base_path
+        self.options_validator = options_validator
+        self.limits = limits
+
+    @property
+    def service(self) -> BatchService:
+        return self._services.batches
+
+    def _view(self, progress: BatchProgress) -> dict[str, Any]:
+        return batch_view(progress, self.base_path)
+
+    async def create_batch(
+        self,
+        body: dict[str, Any] | None = None,
+        files: list[UploadFile] | None = None,
+        archive: UploadFile | None = None,
+        user: str | None = None,
+    ) -> Answer:
+        fields = body or {}
+        request = NewBatch(
+            owner=owner_of(user),
+            model=fields["model"],
+            options=form_object(fields.get("options"), self.options_validator, "/options"),
+            idempotency_key=header("Idempotency-Key"),
+            span=request_span(),
+        )
+        uploads = await asyncio.to_thread(uploaded_files, files or [], archive, self.limits)
+        progress, created = await self.service.create(request, uploads)
+        location = {"Location": f"{self.base_path}/batches/{progress.batch.id}"}
+        return answer(self._view(progress), 201 if created else 200, location)
+
+    async def get_batch(self, batch_id: str, user: str | None = None) -> Answer:
+        return answer(self._view(await self.service.get(owner_of(user), batch_id)))
+
+    async def cancel_batch(
+        self, batch_id: str, body: dict[str, Any] | None = None, user: str | None = None
+    ) -> Answer:
+        reason = (body or {}).get("reason")
+        progress = await self.service.cancel(owner_of(user), batch_id, reason, request_span())
+        return answer(self._view(progress))
+
+    async def delete_batch(self, batch_id: str, user: str | None = None) -> Response:
+        await self.service.delete(owner_of(user), batch_id, request_span())
+        return Response(status_code=204)
+
+    async def get_results(self, batch_id: str, user: str | None = None) -> StreamingResponse:
+        _batch, lines = await self.service.results(owner_of(user), batch_id)
+
+        async def jsonl() -> AsyncIterator[bytes]:
+            async for file, job in lines:
+                yield (json.dumps(result_line(file, job)) + "\n").encode()
+
+        return StreamingResponse(jsonl(), media_type="application/jsonl")
 
 
 class StreamsApi:
@@ -293,6 +361,25 @@ def _sse(events: AsyncIterator[bytes]) -> StreamingResponse:
     )
 
 
+def form_object(raw: object, validator: Draft4Validator, pointer: str) -> dict[str, Any]:
+    """Multipart carries an object as a JSON string; check it like the JSON body's."""
+    if isinstance(raw, dict):
+        parsed: object = raw
+    else:
+        try:
+            parsed = json.loads(str(raw)) if raw else {}
+        except ValueError:
+            detail = f"{pointer.lstrip('/')} is not valid JSON"
+            raise ValidationProblem([{"detail": detail, "pointer": pointer}]) from None
+    errors = collect(validator, parsed)
+    if errors:
+        raise ValidationProblem(
+            [{**error, "pointer": pointer + error["pointer"]} for error in errors]
+        )
+    assert isinstance(parsed, dict)
+    return parsed
+
+
 def _unusable_query(detail: str, parameter: str | None = None) -> Problem:
     """Each parameter is valid on its own (the spec checked it); together with this body
     they are not: 422, like any other well-formed but unusable request."""
@@ -312,7 +399,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 
 
 class Handlers:
-    """Resolves `models.*`, `jobs.*` and `streams.*` operationIds to bound methods."""
+    """Resolves operationIds (`<group>.<method>`: `jobs.get_job`) to bound methods."""
 
     def __init__(self, **groups: object) -> None:
         self._groups = groups

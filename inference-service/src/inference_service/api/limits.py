@@ -13,25 +13,32 @@ MULTIPART_ALLOWANCE = 64 * 1024
 
 class BodyLimitMiddleware:
     def __init__(
-        self, app: ASGIApp, max_body_bytes: int, status_by_path: dict[str, int] | None = None
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        status_by_path: dict[str, int] | None = None,
+        max_by_path: dict[str, int] | None = None,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         # Paths that answer a too large body with another status than 413.
         self.status_by_path = status_by_path or {}
+        # Paths with a limit of their own (a batch's many images).
+        self.max_by_path = max_by_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_by_path.get(str(scope.get("path", "")), self.max_body_bytes)
         length = Headers(scope=scope).get("content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 raise Problem(400, "Content-Length is not a number") from None
-            if declared > self.max_body_bytes:
-                raise self._too_large(declared, scope)
+            if declared > limit:
+                raise self._too_large(declared, limit, scope)
         received = 0
 
         async def counting_receive() -> Message:
@@ -39,15 +46,15 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise self._too_large(received, scope)
+                if received > limit:
+                    raise self._too_large(received, limit, scope)
             return message
 
         await self.app(scope, counting_receive, send)
 
-    def _too_large(self, size: int, scope: Scope) -> Problem:
+    def _too_large(self, size: int, limit: int, scope: Scope) -> Problem:
         return Problem(
             self.status_by_path.get(str(scope.get("path", "")), 413),
-            f"the request body has {size} bytes or more; the limit is {self.max_body_bytes}",
+            f"the request body has {size} bytes or more; the limit is {limit}",
             "request-too-large",
         )

@@ -15,12 +15,15 @@ from starlette.exceptions import HTTPException
 
 from inference_common.image_store import ImageStoreUnavailable
 from inference_common.tracecontext import trace_id
+from inference_service.api.batch_uploads import BatchTooLarge, InvalidArchive
 from inference_service.api.telemetry import request_span
+from inference_service.domain.batch import FileProblem
 from inference_service.domain.catalog import UnknownModel
 from inference_service.domain.cursor import InvalidCursor
 from inference_service.domain.images import ImageTooLarge, InvalidImage
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
 from inference_service.ports import StoreUnavailable
+from inference_service.service_layer.batches import BatchNotFinished, BatchNotFound
 from inference_service.service_layer.jobs import (
     ExecuteNeedsImage,
     IdempotencyKeyReused,
@@ -67,6 +70,29 @@ def problem(
     headers: dict[str, str] | None = None,
     **extensions: Any,
 ) -> ConnexionResponse:
+    body = problem_body(
+        status, detail, slug=slug, type_uri=type_uri, title=title, instance=instance, **extensions
+    )
+    return ConnexionResponse(
+        status_code=status,
+        mimetype=PROBLEM_JSON,
+        content_type=PROBLEM_JSON,
+        body=json.dumps(body),
+        headers=headers or {},
+    )
+
+
+def problem_body(
+    status: int,
+    detail: str,
+    *,
+    slug: str | None = None,
+    type_uri: str | None = None,
+    title: str | None = None,
+    instance: str | None = None,
+    **extensions: Any,
+) -> dict[str, Any]:
+    """The problem+json object: an answer's body, or a batch file's problem."""
     body: dict[str, Any] = {
         "type": type_uri or (TYPE_BASE + slug if slug else "about:blank"),
         "title": title or _TITLES.get(status, "Error"),
@@ -76,13 +102,7 @@ def problem(
     if instance:
         body["instance"] = instance
     body.update({key: value for key, value in extensions.items() if value is not None})
-    return ConnexionResponse(
-        status_code=status,
-        mimetype=PROBLEM_JSON,
-        content_type=PROBLEM_JSON,
-        body=json.dumps(body),
-        headers=headers or {},
-    )
+    return body
 
 
 class Problem(ProblemException):  # type: ignore[misc]
@@ -220,6 +240,16 @@ def _no_result(exc: NoResult) -> ProblemSpec:
     )
 
 
+def _batch_not_finished(exc: BatchNotFinished) -> ProblemSpec:
+    return ProblemSpec(
+        409,
+        "batch-not-finished",
+        str(exc),
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extensions={"counts": exc.progress.counts},
+    )
+
+
 def _classify_failed(exc: ClassificationFailed) -> ProblemSpec:
     extensions: dict[str, Any] = {"job_id": exc.job_id, "job_status": exc.status.value}
     if exc.status is JobStatus.FAILED:
@@ -251,6 +281,10 @@ def _simple(
 
 _BUILDERS: Final[list[tuple[type[Exception], Callable[[Any], ProblemSpec]]]] = [
     (JobNotFound, _simple(404, "job-not-found")),
+    (BatchNotFound, _simple(404, "batch-not-found")),
+    (BatchNotFinished, _batch_not_finished),
+    (BatchTooLarge, _simple(413, "batch-too-large")),
+    (InvalidArchive, _simple(422, "invalid-archive")),
     (UnknownModel, _simple(422, "unknown-model", _field_error(pointer="/model"))),
     (IllegalTransition, _illegal),
     (ImageTooLarge, _image_too_large),
@@ -273,6 +307,13 @@ def describe(exc: Exception) -> ProblemSpec | None:
         if isinstance(exc, kind):
             return build(exc)
     return None
+
+
+def file_problem(exc: Exception) -> FileProblem:
+    """How one file's error reads in a batch (a problem+json of its own)."""
+    spec = describe(exc)
+    assert spec is not None, f"{type(exc).__name__} is not one of the service's errors"
+    return FileProblem(spec.status, spec.slug, spec.detail)
 
 
 def from_domain(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

@@ -1,23 +1,27 @@
 """What every HTTP request leaves behind: its span, its metrics, optionally an access log line.
 
 The span (a child of the caller's `traceparent`, or of the job's own trace when a request
-on a job came without one) goes into the events the request raises and back to the caller
-in the `traceparent` response header. Outermost but for Connexion's last-resort 500 handler,
-so problem answers are measured like any other.
+on a job came without one; with OpenTelemetry on, the server span the tracer started: the
+root of a new trace unless the caller sent one) goes into the events the request raises and
+back to the caller in the `traceparent` response header. Outermost but for Connexion's
+last-resort 500 handler (and OpenTelemetry's server span), so problem answers are measured
+like any other.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Final
+from typing import Any, Final
 
 from starlette.datastructures import MutableHeaders
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from inference_common import tracing
 from inference_common.tracecontext import Span, trace_id
 from inference_service.metrics import ServiceMetrics
 
@@ -51,6 +55,24 @@ class RouteTemplates:
         return self.OTHER
 
 
+def server_span_options(routes: RouteTemplates, untraced: Iterable[str]) -> dict[str, Any]:
+    """OpenTelemetry's ASGI middleware's: a server span per request with the standard HTTP
+    attributes, named by its route (bounded), no spans per body chunk sent or received, none
+    at all for the `untraced` paths (probes and scrapes)."""
+
+    def name_by_route(span: tracing.Span, scope: Scope) -> None:
+        route = routes(scope["path"])
+        span.update_name(f"{scope.get('method', 'GET')} {route}")
+        span.set_attribute("http.route", route)
+
+    return {
+        "tracer_provider": tracing.active_provider(),
+        "server_request_hook": name_by_route,
+        "exclude_spans": ["receive", "send"],
+        "excluded_urls": ",".join(f"{re.escape(path)}$" for path in untraced),
+    }
+
+
 class RequestTelemetry:
     """ASGI middleware: the request's span, its duration by route and status, its log line."""
 
@@ -66,7 +88,8 @@ class RequestTelemetry:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        span = Span(_header(scope, b"traceparent"))
+        made = tracing.traceparent_of() if tracing.enabled() else None
+        span = Span(_header(scope, b"traceparent"), made=made)
         token = _current_span.set(span)
         began = time.perf_counter()
         answered = False

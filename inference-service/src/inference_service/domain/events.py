@@ -1,13 +1,16 @@
 """The CloudEvents the job service emits, built once and kept in the job's outbox.
 
 An outbox entry holds the event in structured JSON, so what the relay publishes (after a
-crash, possibly twice) is byte-for-byte the event that was decided with the state change.
+crash, possibly twice) is byte-for-byte the event that was decided with the state change
+(with OpenTelemetry on, but for its `traceparent`: the relay's span, which the consumer
+continues).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -68,6 +71,15 @@ class OutboxEvent:
 
     def cloudevent(self) -> BaseCloudEvent:
         return _FORMAT.read(None, self.ce)
+
+    @property
+    def traceparent(self) -> str | None:
+        traceparent = json.loads(self.ce).get("traceparent")
+        return str(traceparent) if traceparent else None
+
+    def continuing(self, traceparent: str) -> OutboxEvent:
+        """The same event, continuing another span of its trace."""
+        return replace(self, ce=json.dumps({**json.loads(self.ce), "traceparent": traceparent}))
 
 
 def created(job: Job, traceparent: str) -> OutboxEvent:

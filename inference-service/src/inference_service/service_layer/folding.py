@@ -10,11 +10,13 @@ ours goes to the dead-letter topic.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from inference_common import tracing
 from inference_common.contracts import EventSchemas
 from inference_common.events import Envelope, EventType, InvalidEvent, from_record
 from inference_common.tracecontext import trace_id
@@ -98,6 +100,19 @@ class ResultFolding:
         return envelope
 
     async def _fold_job(self, job_id: str, envelopes: list[Envelope]) -> None:
+        # A child of the executor's span that published the last of these results.
+        with tracing.span(
+            "fold",
+            parent=envelopes[-1].traceparent,
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={"job_id": job_id, "events": len(envelopes)},
+        ):
+            saved = await self._fold_and_save(job_id, envelopes)
+        if saved is not None and tracing.enabled() and saved.after.status.terminal:
+            _record_job_span(saved.after)
+
+    async def _fold_and_save(self, job_id: str, envelopes: list[Envelope]) -> Change | None:
+        """The change saved (None when nothing changed)."""
         for _ in range(_CAS_ATTEMPTS):
             job = await self.jobs.get(job_id)
             folded: Change | None = None
@@ -113,7 +128,7 @@ class ResultFolding:
                     outcome = Outcome.IGNORED if entered is None else Outcome.APPLIED
                     self._count(envelope.type.short, outcome)
                     _log_fold(envelope, entered)
-                return
+                return folded
         raise RuntimeError(f"job {job_id}: kept changing under the result folder")
 
     def _apply(self, job: Job, envelope: Envelope) -> Change | None:
@@ -146,6 +161,20 @@ class ResultFolding:
     def _count(self, kind: str, outcome: Outcome) -> None:
         self.counts[outcome] += 1
         self.metrics.results_folded.labels(kind, outcome.value).inc()
+
+
+def _record_job_span(job: Job) -> None:
+    """The job's whole life, from its creation (in the request that made its trace) to the
+    fold that finished it: the span every other one of the job runs within."""
+    tracing.record(
+        "job",
+        parent=job.traceparent,
+        start_ns=round(job.created_at.timestamp() * 1e9),
+        end_ns=time.time_ns(),
+        job_id=job.id,
+        status=job.status.value,
+        attempts=job.attempt,
+    )
 
 
 def _log_fold(envelope: Envelope, entered: JobStatus | None) -> None:

@@ -23,7 +23,8 @@ from inference_service.domain.images import inspect_image
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy, StoredImage
 from inference_service.domain.jobs import ImageInfo, new_job_id, request_fingerprint
 from inference_service.domain.lifecycle import Action, JobStatus, require
-from inference_service.ports import KeyHolder, StoreUnavailable
+from inference_service.domain.webhooks import Callback, EventsWanted
+from inference_service.ports import KeyHolder, StoreUnavailable, WebhookStore
 from inference_service.service_layer.writer import JobWriter
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class NewJob:
     idempotency_key: str | None = None
     # The request's span: the job's events continue its trace.
     span: Span = field(default_factory=Span)
+    # Where to POST the job's events (checked by the API against the target policy).
+    callback: tuple[str, EventsWanted] | None = None
 
 
 class JobService:
@@ -111,8 +114,10 @@ class JobService:
         policy: RetryPolicy,
         *,
         replica: str | None = None,
+        webhooks: WebhookStore | None = None,
     ) -> None:
         self.writer = writer
+        self.webhooks = webhooks
         self.jobs = writer.store
         self.images = images
         self.catalog = catalog
@@ -196,6 +201,7 @@ class JobService:
                     raise IdempotentRequestInProgress(key)
                 return earlier, False
         try:
+            await self._keep_callback(request, job_id)
             job = await self._create(
                 request, job_id, task=entry.spec.task, options=options, info=info, fp=fingerprint
             )
@@ -209,6 +215,15 @@ class JobService:
                 await self.jobs.release_key(request.owner, key, job_id)
             raise
         return job, True
+
+    async def _keep_callback(self, request: NewJob, job_id: str) -> None:
+        """Before the job: the dispatcher finds the callback when the job's first event comes."""
+        if request.callback is None:
+            return
+        if self.webhooks is None:
+            raise RuntimeError("this service was built without a webhook store")
+        url, events = request.callback
+        await self.webhooks.add_callback(Callback(job_id, request.owner, url, events))
 
     async def _create(
         self,

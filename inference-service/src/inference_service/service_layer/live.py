@@ -119,7 +119,7 @@ class LiveEvents:
             self.unsubscribe(subscription)
 
     async def dispatch(self, record: Record) -> None:
-        decoded = _decode(record)
+        decoded = decode_record(record)
         if decoded is None:
             return
         envelope, cloudevent = decoded
@@ -176,14 +176,15 @@ class LiveEvents:
         return False
 
 
-def _decode(record: Record) -> tuple[Envelope, BaseCloudEvent] | None:
+def decode_record(record: Record) -> tuple[Envelope, BaseCloudEvent] | None:
+    """The envelope and the CloudEvent a message holds; None (logged) when it is not ours."""
     headers = {name.lower(): raw or b"" for name, raw in record.headers}
     message = kafka_binding.KafkaMessage(headers=headers, key=record.key, value=record.value or b"")
     try:
         cloudevent = kafka_binding.from_kafka(message, _FORMAT)
         return to_envelope(cloudevent), cloudevent
     except (InvalidEvent, ValueError, KeyError, TypeError) as exc:
-        log.debug("live events: skipping a message that is not ours: %s", exc)
+        log.debug("skipping a message that is not ours: %s", exc)
     except Exception as exc:  # the SDK raises several unrelated types for bad input
-        log.debug("live events: skipping an undecodable message: %s", exc)
+        log.debug("skipping an undecodable message: %s", exc)
     return None

@@ -16,6 +16,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Final
 
+from inference_common import tracing
 from inference_common.events import to_envelope, utcnow
 from inference_common.image_store import ImageStore
 from inference_common.tracecontext import trace_id
@@ -85,11 +86,18 @@ class OutboxRelaying:
     async def _relay(self, pending: list[Outbox]) -> int:
         if not pending:
             return 0
+        spans = [_relay_span(outbox) for outbox in pending]
         outcomes = await self.publisher.publish(
-            [e for o in pending for e in o.events if e.id not in self._acknowledged]
+            [
+                _continuing(event, span)
+                for outbox, span in zip(pending, spans, strict=True)
+                for event in outbox.events
+                if event.id not in self._acknowledged
+            ]
         )
-        for outbox in pending:
-            await self._settle(outbox, outcomes)
+        for outbox, span in zip(pending, spans, strict=True):
+            with tracing.within(span):
+                await self._settle(outbox, outcomes)
         return len(pending)
 
     async def _settle(self, outbox: Outbox, outcomes: dict[str, str | None]) -> None:
@@ -124,6 +132,24 @@ class OutboxRelaying:
         self.metrics.outbox_published.labels(event.type.short).inc()
         self.metrics.outbox_lag.observe(max(0.0, (utcnow() - envelope.time).total_seconds()))
         log.debug("event published", extra=_log_fields(job_id, event, envelope.traceparent))
+
+
+def _relay_span(outbox: Outbox) -> tracing.Span | None:
+    """One job's part of a batch, from publishing to its outbox cleared (None: tracing off)."""
+    if not tracing.enabled() or not outbox.events:
+        return None
+    return tracing.open_span(
+        "outbox.relay",
+        parent=outbox.events[0].traceparent,
+        kind=tracing.SpanKind.PRODUCER,
+        attributes={"job_id": outbox.job_id},
+    )
+
+
+def _continuing(event: OutboxEvent, span: tracing.Span | None) -> OutboxEvent:
+    """What Kafka carries: the event continuing the relay's span, when tracing."""
+    traceparent = tracing.traceparent_of(span) if span is not None else None
+    return event.continuing(traceparent) if traceparent else event
 
 
 def _log_fields(job_id: str, event: OutboxEvent, traceparent: str | None = None) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from inference_service.service_layer.folding import ResultFolding, positions, un
 from inference_service.service_layer.live import LiveEvents
 from inference_service.service_layer.relaying import OutboxRelaying
 from inference_service.service_layer.sweeping import DeadlineSweeping
+from inference_service.service_layer.webhooks import WebhookDispatching
 from inference_service.service_layer.writer import OutboxWrites
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,59 @@ class FolderLoop:
         finally:
             await self.results.close()
             await self.folding.dead_letters.close()
+
+
+class WebhookLoop:
+    """Job events from both topics (its own group); a batch's deliveries run together, and
+    its offsets are committed once each delivery is settled (delivered or dead)."""
+
+    def __init__(
+        self,
+        dispatching: WebhookDispatching,
+        events: GroupRecords,
+        *,
+        batch_size: int,
+        poll_timeout: float = 0.5,
+        retry_backoff: float = 1.0,
+    ) -> None:
+        self.dispatching = dispatching
+        self.events = events
+        self.batch_size = batch_size
+        self.poll_timeout = poll_timeout
+        self.retry_backoff = retry_backoff
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                records = await self.events.next_batch(self.batch_size, self.poll_timeout)
+                if not records:
+                    continue
+                settled = await self._dispatch(records, stop)
+                if settled is None:
+                    await self.events.rewind(records)
+                    await sleep_or_stop(stop, self.retry_backoff)
+                    continue
+                if not settled:
+                    return  # stopping: what is not settled is consumed again after a restart
+                await self.events.commit(positions(records, []))
+        finally:
+            await self.events.close()
+            await self.dispatching.dead_letters.close()
+
+    async def _dispatch(self, records: list[Record], stop: asyncio.Event) -> bool | None:
+        """Whether every delivery was settled; None when the database or Kafka failed."""
+        failed: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.dispatching.handle(r, stop)) for r in records]
+        except* (StoreError, BusError) as failures:
+            failed = failures.exceptions[0]
+        if failed is not None:
+            log.warning(
+                "cannot dispatch webhooks from %s now (%s); will retry", records[0].where, failed
+            )
+            return None
+        return all(task.result() for task in tasks)
 
 
 class SweeperLoop:
