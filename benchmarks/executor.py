@@ -24,6 +24,7 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -225,8 +226,8 @@ def _executor_rate(
         )
         processes = {"executor": process.pid, **dict(sorted(stack.items()))}
         before = {name: cpu_seconds(pid) for name, pid in processes.items()}
-        produce_requests(run_settings, model, task, refs, jobs)
-        rate = _completion_rate(run_settings, jobs)
+        job_ids = produce_requests(run_settings, model, task, refs, jobs)
+        rate, _finishers = completions(run_settings, set(job_ids))
         cpu_ms = {
             name: (cpu_seconds(pid) - before[name]) * 1000 / jobs for name, pid in processes.items()
         }
@@ -321,33 +322,39 @@ def produce_requests(
     return job_ids
 
 
-def _completion_rate(settings: ExecutorSettings, jobs: int, timeout: float = 600.0) -> float:
+def completions(
+    settings: ExecutorSettings, wanted: set[str], timeout: float = 600.0
+) -> tuple[float, Counter[str]]:
+    """Jobs/s of the `wanted` jobs, from their first started_at to their last completed_at,
+    and how many each executor completed."""
     consumer = Consumer(consumer_config(settings, f"bench-reader-{uuid.uuid4().hex}"))
     topic = settings.topic_results
     partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     first_start: datetime | None = None
     last_end: datetime | None = None
-    completed: set[str] = set()
+    finisher: dict[str, str] = {}  # job id -> executor; a redelivery counts once
     deadline = time.monotonic() + timeout
     try:
-        while len(completed) < jobs and time.monotonic() < deadline:
+        while len(finisher) < len(wanted) and time.monotonic() < deadline:
             for message in consumer.consume(500, timeout=0.5):
                 if message.error() is not None:
                     continue
                 event = decode(message)
+                if event.subject not in wanted:
+                    continue
                 if event.type == EventType.STARTED:
                     started = datetime.fromisoformat(event.data["started_at"])
                     first_start = min(first_start or started, started)
                 elif event.type == EventType.COMPLETED:
-                    completed.add(event.subject)
+                    finisher.setdefault(event.subject, event.data["executor"])
                     ended = datetime.fromisoformat(event.data["completed_at"])
                     last_end = max(last_end or ended, ended)
     finally:
         consumer.close()
-    if len(completed) < jobs or first_start is None or last_end is None:
-        raise RuntimeError(f"only {len(completed)} of {jobs} jobs completed")
-    return jobs / (last_end - first_start).total_seconds()
+    if len(finisher) < len(wanted) or first_start is None or last_end is None:
+        raise RuntimeError(f"only {len(finisher)} of {len(wanted)} jobs completed")
+    return len(wanted) / (last_end - first_start).total_seconds(), Counter(finisher.values())
 
 
 def _print(f: Figures) -> None:

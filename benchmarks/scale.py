@@ -27,18 +27,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from benchmarks.executor import (
+    completions,
     fresh_run,
     image_for,
     produce_requests,
@@ -48,8 +46,7 @@ from benchmarks.executor import (
 from benchmarks.processes import cpu_seconds, free_port, listening_pids, port_of
 from executor_service.settings import ExecutorSettings
 from inference_common.assets import AssetStore
-from inference_common.events import EventType
-from inference_common.kafka import client_config, consumer_config, decode
+from inference_common.kafka import client_config
 from inference_common.mongo import sync_client
 
 DEFAULT_MODELS = ["mnist-lstm-tflm-float32", "mobilenet-v2-imagenet-quant"]
@@ -167,7 +164,7 @@ def _drain(
         job_ids = produce_requests(
             run_settings, workload.model, workload.task, workload.refs, workload.jobs
         )
-        rate, finishers = _completions(run_settings, set(job_ids))
+        rate, finishers = completions(run_settings, set(job_ids))
         spent = {
             name: sum(cpu_seconds(pid) - before[pid] for pid in pids)
             for name, pids in processes.items()
@@ -211,41 +208,6 @@ def _wait_for_group(
             return
         time.sleep(0.2)
     raise TimeoutError(f"group {group}: {holders} members never held partitions")
-
-
-def _completions(
-    settings: ExecutorSettings, wanted: set[str], timeout: float = 600.0
-) -> tuple[float, Counter[str]]:
-    """Jobs/s of the `wanted` jobs, from their first started_at to their last completed_at,
-    and how many each executor completed."""
-    consumer = Consumer(consumer_config(settings, f"bench-reader-{uuid.uuid4().hex}"))
-    topic = settings.topic_results
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    first_start: datetime | None = None
-    last_end: datetime | None = None
-    finisher: dict[str, str] = {}  # job id -> executor; a redelivery counts once
-    deadline = time.monotonic() + timeout
-    try:
-        while len(finisher) < len(wanted) and time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                if message.error() is not None:
-                    continue
-                event = decode(message)
-                if event.subject not in wanted:
-                    continue
-                if event.type == EventType.STARTED:
-                    started = datetime.fromisoformat(event.data["started_at"])
-                    first_start = min(first_start or started, started)
-                elif event.type == EventType.COMPLETED:
-                    finisher.setdefault(event.subject, event.data["executor"])
-                    ended = datetime.fromisoformat(event.data["completed_at"])
-                    last_end = max(last_end or ended, ended)
-    finally:
-        consumer.close()
-    if len(finisher) < len(wanted) or first_start is None or last_end is None:
-        raise RuntimeError(f"only {len(finisher)} of {len(wanted)} jobs completed")
-    return len(wanted) / (last_end - first_start).total_seconds(), Counter(finisher.values())
 
 
 def _machine_cpu_seconds() -> float:

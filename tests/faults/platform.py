@@ -112,6 +112,8 @@ class FaultPlatform:
             timeout=START_TIMEOUT_S,
             api_port=self.ports.api,
             executor_port=0,
+            # The FerretDB binary and the Kafka classpath, built once (STACK_CACHE_DIR).
+            cache=self.stack.Config.from_env().cache,
         )
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.env = {

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,8 @@ class FaultPlan:
     jobs: int = 1000
     executors: int = 3
     executor_kills: int = 4
+    # The faults besides the executor kills, in this order (a subset to study one of them).
+    others: tuple[str, ...] = (DATABASE, KAFKA, SERVICE)
     # Exactly one of: a rate (open loop, jobs per second) or a concurrency (closed loop).
     rate: float | None = None
     concurrency: int | None = 8
@@ -63,7 +66,7 @@ class FaultPlan:
 
     def schedule(self) -> list[tuple[int, str]]:
         """(jobs submitted, fault): executor kills interleaved with the other three."""
-        others = [DATABASE, KAFKA, SERVICE]
+        others = self.others
         kinds: list[str] = []
         for n in range(max(self.executor_kills, len(others))):
             if n < self.executor_kills:
@@ -138,6 +141,85 @@ def recovery_after(
     )
 
 
+@dataclass(frozen=True)
+class Stages:
+    """Where one job was when, from the database, in seconds since the traffic started: the
+    create stored, the executor's result, the result folded (the job final)."""
+
+    created: float | None
+    executed: float | None
+    folded: float | None
+
+    @classmethod
+    def of(cls, job: dict[str, Any], wall_zero: float) -> Stages:
+        def since(moment: datetime | None) -> float | None:
+            if moment is None:
+                return None
+            aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            return aware.timestamp() - wall_zero
+
+        result = job.get("result") or {}
+        final = job.get("status") in TERMINAL
+        return cls(
+            since(job.get("created_at")),
+            since(result.get("completed_at")),
+            since(job.get("updated_at")) if final else None,
+        )
+
+
+def stages_after(
+    restarted_at: float,
+    outcomes: Sequence[JobOutcome],
+    stages: dict[str, Stages],
+    until: float = float("inf"),
+) -> str:
+    """Where the seconds of one recovery went: each stage of the first new job done, and the
+    last of each stage among the jobs submitted before the restart, from the restart (n/a:
+    not before the next fault)."""
+    before = [
+        o
+        for o in outcomes
+        if o.submitted_at is not None and o.submitted_at < restarted_at and o.job_id
+    ]
+    new = [
+        o
+        for o in outcomes
+        if o.submitted_at is not None
+        and restarted_at <= o.submitted_at < until
+        and o.finished_at is not None
+    ]
+
+    def shown(moment: float | None) -> str:
+        # Past the next fault, which adds delays of its own: not this fault's figure.
+        if moment is None or moment > until:
+            return "n/a"
+        return f"{max(moment - restarted_at, 0.0):.1f}"
+
+    def path(stage: Stages | None, seen: float | None) -> str:
+        stage = stage or Stages(None, None, None)
+        return (
+            f"created {shown(stage.created)}, executed {shown(stage.executed)}, "
+            f"folded {shown(stage.folded)}, seen {shown(seen)}"
+        )
+
+    first = min(new, key=lambda o: o.finished_at or 0.0, default=None)
+    first_text = (
+        "none" if first is None else path(stages.get(first.job_id or ""), first.finished_at)
+    )
+    last = [stages.get(o.job_id or "") or Stages(None, None, None) for o in before]
+
+    def latest(values: list[float | None]) -> float | None:
+        return None if not values or None in values else max(v for v in values if v is not None)
+
+    backlog = Stages(
+        latest([s.created for s in last]),
+        latest([s.executed for s in last]),
+        latest([s.folded for s in last]),
+    )
+    seen = latest([o.finished_at for o in before])
+    return f"first new job: {first_text}; backlog, last: {path(backlog, seen)}"
+
+
 @dataclass
 class FaultLog:
     """What was injected, and when."""
@@ -163,6 +245,7 @@ class Figures:
     total_s: float
     client_retries: Counter[str]
     pacing: str
+    stages: dict[str, Stages] = field(default_factory=dict)
 
     @property
     def not_created(self) -> int:
@@ -190,7 +273,8 @@ class Figures:
             "  recovery per fault    (s from the restart; goal: first new job done "
             f"<= {GOAL_FIRST_NEW_S:g}, backlog drained <= {GOAL_DRAINED_S:g})"
         ]
-        for fault, recovery in self.recoveries():
+        ends = [f.killed_at for f in self.faults.injected[1:]] + [float("inf")]
+        for (fault, recovery), end in zip(self.recoveries(), ends, strict=True):
             lines.append(
                 f"    {fault.kind:<17} killed at {fault.killed_at:5.1f}, down "
                 f"{fault.restarted_at - fault.killed_at:4.1f}, ready after "
@@ -198,6 +282,9 @@ class Figures:
                 f"{seconds(recovery.first_new_done_s):>5}, backlog drained "
                 f"{seconds(recovery.drained_s):>5}"
                 f"{'' if recovery.within_goal else '  (over the goal)'}"
+            )
+            lines.append(
+                "      " + stages_after(fault.restarted_at, self.outcomes, self.stages, end)
             )
         return lines
 
@@ -243,6 +330,8 @@ class FaultRun:
             assets_cache_dir=ROOT / ".cache" / "assets",
         )
         self.faults = FaultLog()
+        # time.time() when the traffic's clock read 0, to place database times on it
+        self.wall_zero = time.time()
 
     def run(self) -> Figures:
         started = time.monotonic()
@@ -279,6 +368,7 @@ class FaultRun:
             total_s=time.monotonic() - started,
             client_retries=retries,
             pacing=self.plan.describe_pacing(),
+            stages={str(job["_id"]): Stages.of(job, self.wall_zero) for job in jobs},
         )
 
     # --- traffic and faults ---
@@ -304,6 +394,7 @@ class FaultRun:
             return outcomes, run, client.retries
 
     async def _inject(self, run: TrafficRun) -> None:
+        self.wall_zero = time.time() - run.now()
         kills = 0
         for threshold, kind in self.plan.schedule():
             while len(run.outcomes) < threshold:
@@ -394,6 +485,16 @@ def run_faults(plan: FaultPlan, workdir: Path | None = None, keep: bool = False)
     return figures
 
 
+def fault_kinds(value: str) -> tuple[str, ...]:
+    """`kafka,service` -> (KAFKA, SERVICE); an empty string: executor kills only."""
+    names = {"database": DATABASE, "kafka": KAFKA, "service": SERVICE}
+    kinds = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in kinds if name not in names]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown fault {unknown[0]!r}: one of {', '.join(names)}")
+    return tuple(names[name] for name in kinds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.faults.runner", description=__doc__)
     parser.add_argument("--jobs", type=int, default=FaultPlan.jobs)
@@ -402,6 +503,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pacing = parser.add_mutually_exclusive_group()
     pacing.add_argument("--rate", type=float, default=10.0, help="open loop: jobs per second")
     pacing.add_argument("--concurrency", type=int, help="closed loop: jobs in flight")
+    parser.add_argument(
+        "--faults",
+        type=fault_kinds,
+        default=FaultPlan.others,
+        help="besides the executor kills, in this order (default: database,kafka,service)",
+    )
     parser.add_argument("--outage", type=float, default=FaultPlan.outage_s, help="seconds down")
     parser.add_argument("--keep", action="store_true", help="keep the logs and data")
     args = parser.parse_args(argv)
@@ -409,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs=args.jobs,
         executors=args.executors,
         executor_kills=args.executor_kills,
+        others=args.faults,
         rate=None if args.concurrency else args.rate,
         concurrency=args.concurrency,
         outage_s=args.outage,

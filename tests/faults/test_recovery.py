@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from simulator.traffic import JobOutcome
-from tests.faults.runner import Recovery, recovery_after
+from tests.faults.runner import Recovery, Stages, recovery_after, stages_after
 
 
 def outcome(submitted_at: float, finished_at: float | None) -> JobOutcome:
@@ -42,3 +42,25 @@ def test_what_the_next_fault_delays_is_not_this_faults_figure() -> None:
 
     assert recovery_after(10.0, outcomes, until=20.0) == Recovery(None, None)
     assert recovery_after(10.0, outcomes, until=40.0) == Recovery(12.0, 20.0)
+
+
+def test_the_stages_say_where_the_seconds_of_a_recovery_went() -> None:
+    outcomes = [
+        JobOutcome(0, "model", "image", "old", "DONE", 1.0, 2.0),  # long done: not late
+        JobOutcome(1, "model", "image", "backlog", "DONE", 9.0, 22.0),
+        JobOutcome(2, "model", "image", "new", "DONE", 11.0, 16.0),
+    ]
+    stages = {
+        "old": Stages(1.1, 1.5, 1.8),
+        "backlog": Stages(9.1, 20.0, 21.0),
+        "new": Stages(12.0, 14.0, 15.0),
+    }
+
+    assert stages_after(10.0, outcomes, stages) == (
+        "first new job: created 2.0, executed 4.0, folded 5.0, seen 6.0; "
+        "backlog, last: created 0.0, executed 10.0, folded 11.0, seen 12.0"
+    )
+    assert stages_after(10.0, outcomes, stages, until=20.5) == (
+        "first new job: created 2.0, executed 4.0, folded 5.0, seen 6.0; "
+        "backlog, last: created 0.0, executed 10.0, folded n/a, seen n/a"
+    )

@@ -1,5 +1,7 @@
 """docker-compose.yaml cannot run here (no Docker engine), so check it statically."""
 
+import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +19,23 @@ def test_infrastructure_uses_the_official_images() -> None:
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
 
 
-def test_every_build_context_and_dockerfile_exists() -> None:
+def test_every_image_is_built_from_a_target_of_the_one_dockerfile() -> None:
     built = {name: s["build"] for name, s in SERVICES.items() if "build" in s}
-    assert {"inference-service", "executor-service", "simulator"} <= set(built)
+    assert {"inference-service", "executor-service", "simulator", "web-ui"} <= set(built)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
     for build in built.values():
-        context = ROOT / build["context"]
-        assert context.is_dir()
-        dockerfile = context / build["dockerfile"]
-        assert dockerfile.is_file(), dockerfile
-        assert "FROM " in dockerfile.read_text()
+        assert (ROOT / build["context"]).resolve() == ROOT
+        assert "dockerfile" not in build  # the root Dockerfile
+        assert build["target"] in targets, build
+
+
+def test_the_dockerfile_copies_every_workspace_member_manifest() -> None:
+    """uv reads the workspace's lock only with every member's pyproject.toml present."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    members = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["workspace"]
+    for member in members["members"]:
+        assert f"COPY {member}/pyproject.toml {member}/pyproject.toml" in dockerfile, member
 
 
 def test_dependencies_exist_and_healthy_conditions_have_healthchecks() -> None:

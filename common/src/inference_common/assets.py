@@ -15,6 +15,7 @@ import tempfile
 import tomllib
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -141,16 +142,14 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@dataclass(eq=False)
 class AssetStore:
     """Where the verified files live: `path_of` only answers for files already fetched."""
 
-    def __init__(
-        self, manifest: Manifest, cache_dir: Path, mirror: Path | None = None, timeout: float = 60
-    ) -> None:
-        self.manifest = manifest
-        self.cache_dir = cache_dir
-        self.mirror = mirror
-        self.timeout = timeout
+    manifest: Manifest
+    cache_dir: Path
+    mirror: Path | None = None
+    timeout: float = 60
 
     @classmethod
     def from_settings(cls, settings: CommonSettings) -> AssetStore:

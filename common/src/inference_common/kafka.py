@@ -3,9 +3,10 @@ does with a message (poll, read its headers, decode it, set it aside in the dead
 topic)."""
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from inference_common.events import Envelope, Headers, dead_letter_record, from_record
@@ -115,6 +116,79 @@ def consume_available(consumer: Consumer, max_messages: int, timeout: float) -> 
         return first
     rest: list[Message] = consumer.consume(max_messages - 1, timeout=0)
     return first + rest
+
+
+Partition = tuple[str, int]
+
+
+class BatchConsumer:
+    """The consume side every service shares: batches of messages, error events sorted out,
+    offsets committed by the caller once its work is durable (at-least-once).
+
+    Synchronous, on one thread: the executor's poll loop calls it directly, the job service's
+    asyncio loops through one worker thread (inference_service.adapters.kafka). What each does
+    with a batch differs (a thread pool finishing out of order; batched writes) and stays
+    theirs.
+    """
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self._committed: dict[Partition, int] = {}
+
+    def subscribe(self, topics: list[str], **rebalance_callbacks: Any) -> None:
+        self.consumer.subscribe(topics, **rebalance_callbacks)
+
+    def next_batch(self, max_messages: int, timeout: float) -> list[Message]:
+        """Messages only: a transient error event is logged; a fatal one raises
+        KafkaException, as the consumer cannot go on."""
+        messages = []
+        for message in consume_available(self.consumer, max_messages, timeout):
+            error = message.error()
+            if error is None:
+                messages.append(message)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                log.warning("consumer error", extra={"error": str(error)})
+        return messages
+
+    def commit(self, positions: Mapping[Partition, int], *, asynchronous: bool = False) -> None:
+        """Commit each partition's next offset to read. An asynchronous commit leaves out what
+        was sent already; a synchronous one repeats it (an earlier one may have failed). A
+        failed commit is logged: the next covers it, or the messages are processed again."""
+        offsets = [
+            TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in positions.items()
+            if not asynchronous or self._committed.get((topic, partition)) != offset
+        ]
+        if not offsets:
+            return
+        try:
+            if asynchronous:  # two calls: the client's types tell them apart by a literal
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("commit failed; the next one covers it", extra={"error": str(exc)})
+            return
+        self._committed.update(((tp.topic, tp.partition), tp.offset) for tp in offsets)
+
+    def rewind(self, first: Mapping[Partition, int]) -> None:
+        """Read each partition again from this offset."""
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def forget(self, partitions: list[Partition]) -> None:
+        """Revoked or lost: their next owner commits them."""
+        for partition in partitions:
+            self._committed.pop(partition, None)
+
+    def close(self) -> None:
+        """Leaves the group at once, which spares it a session timeout."""
+        try:
+            self.consumer.close()
+        except KafkaException as exc:
+            log.warning("closing the consumer failed", extra={"error": str(exc)})
 
 
 def header_pairs(message: ConsumedMessage) -> Headers:

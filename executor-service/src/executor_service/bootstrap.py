@@ -8,10 +8,9 @@ import socket
 import time
 from functools import partial
 
-from confluent_kafka import Consumer, Producer
 from PIL import Image
 
-from executor_service.consumer import ExecutorService, kafka_reachable
+from executor_service.consumer import ExecutorService, kafka_clients, kafka_reachable
 from executor_service.execution import ExecutionContext
 from executor_service.health import HealthServer
 from executor_service.images import StoredImages
@@ -25,7 +24,7 @@ from executor_service.worker import WorkerPool
 from inference_common.assets import AssetStore
 from inference_common.contracts import EventSchemas
 from inference_common.image_stores import open_image_store
-from inference_common.kafka import consumer_config, ensure_topics, producer_config, static_member
+from inference_common.kafka import ensure_topics
 from inference_common.mongo import sync_client
 from inference_common.replica import ReplicaSlot
 
@@ -50,25 +49,9 @@ class Executor:
             settings.executor_workers, partial(ModelRegistry.load, store, threads)
         )
         self._mongo = sync_client(settings)
-        self.producer = Producer(
-            producer_config(
-                settings,
-                **{"client.id": self.executor, "linger.ms": settings.executor_linger_ms},
-            )
-        )
         self.replica = ReplicaSlot.claim(settings, settings.executor_group_id)
-        consumer = Consumer(
-            consumer_config(
-                settings,
-                settings.executor_group_id,
-                **static_member(settings, self.replica, settings.topic_jobs),
-                **{
-                    "client.id": self.executor,
-                    "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
-                    "statistics.interval.ms": settings.executor_lag_interval_ms,
-                    "stats_cb": ConsumerLag(self.metrics.consumer_lag).on_statistics,
-                },
-            )
+        consumer, self.producer = kafka_clients(
+            settings, self.executor, self.replica, ConsumerLag(self.metrics.consumer_lag)
         )
         # Reads by each claim check's scheme; shares this process's MongoDB client.
         self._image_stores = open_image_store(settings, mongo=self._mongo)

@@ -1,4 +1,5 @@
-"""The poll loop: jobs topic in, work to the pool, results out, offsets committed after.
+"""The executor's one Kafka module: its clients, and the poll loop (jobs topic in, work to
+the pool, results out, offsets committed after).
 
 The loop thread only polls, dispatches and commits; inference runs on the worker threads, so
 the loop keeps the group membership alive however long a job takes. At most `max_in_flight`
@@ -25,13 +26,24 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from executor_service.batching import superseded_requests
 from executor_service.execution import ExecutionContext, run_execution
 from executor_service.jobs import Execution, parse_execution
+from executor_service.lag import ConsumerLag
 from executor_service.models import ModelRegistry
-from executor_service.offsets import OffsetTracker, Partition, Work
+from executor_service.offsets import OffsetTracker, Work
 from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
 from inference_common.events import Envelope, EventType, InvalidEvent, KafkaRecord
-from inference_common.kafka import consume_available, dead_letter_copy, decode, message_position
+from inference_common.kafka import (
+    BatchConsumer,
+    Partition,
+    consumer_config,
+    dead_letter_copy,
+    decode,
+    message_position,
+    producer_config,
+    static_member,
+)
+from inference_common.replica import ReplicaSlot
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +64,7 @@ class ExecutorService:
     def __init__(
         self,
         settings: ExecutorSettings,
-        consumer: Consumer,
+        consumer: BatchConsumer,
         producer: Producer,
         pool: WorkerPool,
         context: ExecutionContext,
@@ -70,7 +82,6 @@ class ExecutorService:
         self._stopping = threading.Event()
         self._tracker = OffsetTracker(on_done=self._wake.set)
         self._done_offsets: dict[Partition, int] = {}
-        self._sent_offsets: dict[Partition, int] = {}
         # Requests consumed but not yet handed to the pool, in offset order.
         self._backlog: deque[_Queued] = deque()
         self._running = 0  # executions queued or running in the pool
@@ -120,11 +131,13 @@ class ExecutorService:
         self._dispatch()
 
     def _fetch(self) -> list[Message]:
-        return consume_available(
-            self._consumer,
-            self._settings.executor_batch_size,
-            self._settings.executor_poll_timeout_s,
-        )
+        try:
+            return self._consumer.next_batch(
+                self._settings.executor_batch_size, self._settings.executor_poll_timeout_s
+            )
+        except KafkaException as exc:
+            self._fail(f"consumer: {exc}")
+            return []
 
     def _dispatch(self) -> None:
         while self._backlog and self._running < self._settings.max_in_flight:
@@ -149,10 +162,7 @@ class ExecutorService:
         self._producer.flush(max(0.0, deadline - time.monotonic()))
         self._commit(asynchronous=False)
         unfinished = self._tracker.open
-        try:
-            self._consumer.close()  # leaving now spares the group a session timeout
-        except KafkaException as exc:
-            log.warning("closing the consumer failed", extra={"error": str(exc)})
+        self._consumer.close()
         self._pool.stop(timeout=1.0 if self.fatal else None)
         if self._prefetcher is not None:
             self._prefetcher.close()
@@ -167,10 +177,6 @@ class ExecutorService:
     def _handle(self, messages: list[Message]) -> None:
         batch: list[tuple[Message, Work, Envelope | None, str]] = []
         for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
             work = self._tracker.track(*message_position(message))
             try:
                 envelope = decode(message)
@@ -272,22 +278,7 @@ class ExecutorService:
             if partitions is None
             else {p: self._done_offsets[p] for p in partitions if p in self._done_offsets}
         )
-        # A sync commit repeats everything: an earlier asynchronous one may have failed.
-        offsets = [
-            TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in wanted.items()
-            if not asynchronous or self._sent_offsets.get((topic, partition)) != offset
-        ]
-        if not offsets:
-            return
-        try:
-            if asynchronous:
-                self._consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self._consumer.commit(offsets=offsets, asynchronous=False)
-            self._sent_offsets.update(((tp.topic, tp.partition), tp.offset) for tp in offsets)
-        except KafkaException as exc:
-            log.warning("commit failed; the next one covers it", extra={"error": str(exc)})
+        self._consumer.commit(wanted, asynchronous=asynchronous)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions assigned", extra={"partitions": _names(partitions)})
@@ -315,9 +306,9 @@ class ExecutorService:
 
     def _release(self, keys: list[Partition]) -> None:
         self._tracker.forget(keys)
+        self._consumer.forget(keys)
         for key in keys:
             self._done_offsets.pop(key, None)
-            self._sent_offsets.pop(key, None)
             # Its lag is the new owner's to report (lag.py); none may have been reported yet.
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(key[0], str(key[1]))
@@ -331,15 +322,34 @@ class ExecutorService:
                 kept.append(queued)
         self._backlog = kept
 
-    def _consumer_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            self._fail(f"consumer: {error}")
-        else:
-            log.warning("consumer error", extra={"error": str(error)})
-
 
 def _names(partitions: list[TopicPartition]) -> list[str]:
     return [f"{tp.topic}[{tp.partition}]" for tp in partitions]
+
+
+def kafka_clients(
+    settings: ExecutorSettings, client_id: str, replica: ReplicaSlot, lag: ConsumerLag
+) -> tuple[BatchConsumer, Producer]:
+    """The group member reading the jobs topic (static, named after the replica; its lag
+    from librdkafka's statistics) and the producer of results and dead letters."""
+    consumer = Consumer(
+        consumer_config(
+            settings,
+            settings.executor_group_id,
+            **static_member(settings, replica, settings.topic_jobs),
+            **{
+                "client.id": client_id,
+                "max.poll.interval.ms": settings.executor_max_poll_interval_ms,
+                "statistics.interval.ms": settings.executor_lag_interval_ms,
+                "stats_cb": lag.on_statistics,
+            },
+        )
+    )
+    return BatchConsumer(consumer), Producer(
+        producer_config(
+            settings, **{"client.id": client_id, "linger.ms": settings.executor_linger_ms}
+        )
+    )
 
 
 def kafka_reachable(client: Any, topic: str, timeout: float = 2.0) -> bool:

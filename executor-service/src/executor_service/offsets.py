@@ -11,7 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 
-Partition = tuple[str, int]
+from inference_common.kafka import Partition
 
 
 class Work:

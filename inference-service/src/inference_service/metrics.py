@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
+
+from inference_common.metrics import MetricSet
 
 # Reads answer in milliseconds, an upload with its image check in tens; classify waits seconds.
 _HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -15,68 +17,58 @@ _HTTP_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 _LAG_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
-class ServiceMetrics:
+class ServiceMetrics(MetricSet):
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        self.http_seconds = Histogram(
+        super().__init__(registry)
+        self.http_seconds = self.histogram(
             "inference_http_request_duration_seconds",
             "Time from a request to its response headers (for an event stream: until it "
             "opened), by method, route template and status; its _count counts requests.",
             ["method", "route", "status"],
             buckets=_HTTP_BUCKETS,
-            registry=self.registry,
         )
-        self.jobs_created = Counter(
+        self.jobs_created = self.counter(
             "inference_jobs_created",
             "Jobs created (an idempotent retry creates none), by model.",
             ["model"],
-            registry=self.registry,
         )
-        self.job_transitions = Counter(
+        self.job_transitions = self.counter(
             "inference_job_transitions",
             "Jobs entering a status, by status (a job created with execute=true enters QUEUED).",
             ["status"],
-            registry=self.registry,
         )
-        self.deadlines_missed = Counter(
+        self.deadlines_missed = self.counter(
             "inference_deadlines_missed",
             "Executions past their deadline, by what the sweeper did: retried or failed.",
             ["action"],
-            registry=self.registry,
         )
-        self.outbox_published = Counter(
+        self.outbox_published = self.counter(
             "inference_outbox_events_published",
             "Events the outbox relay published (acknowledged by Kafka), by event type.",
             ["type"],
-            registry=self.registry,
         )
-        self.outbox_undelivered = Counter(
+        self.outbox_undelivered = self.counter(
             "inference_outbox_delivery_failures",
             "Events left in the outbox by a publish attempt (Kafka did not acknowledge them, "
             "or an earlier event of the same job); they go out later, in order.",
-            registry=self.registry,
         )
-        self.outbox_lag = Histogram(
+        self.outbox_lag = self.histogram(
             "inference_outbox_lag_seconds",
             "From the state change that raised an event (its time) to Kafka's acknowledgement.",
             buckets=_LAG_BUCKETS,
-            registry=self.registry,
         )
-        self.outbox_waiting = Gauge(
+        self.outbox_waiting = self.gauge(
             "inference_outbox_waiting_jobs",
             "Jobs written with new events that the relay has not picked up yet (read when "
             "scraped).",
-            registry=self.registry,
         )
-        self.results_folded = Counter(
+        self.results_folded = self.counter(
             "inference_results_folded",
             "Result events by type and outcome: applied; ignored (a duplicate, or stale for "
             "the job's state); dead_lettered (type `invalid`: not an event of ours).",
             ["type", "outcome"],
-            registry=self.registry,
         )
-        self.sse_streams = Gauge(
+        self.sse_streams = self.gauge(
             "inference_sse_streams_open",
             "Server-sent event streams open on this instance (read when scraped).",
-            registry=self.registry,
         )

@@ -25,7 +25,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from inference_client import (
     ApiUnreachable,
     Batch,
     ImageUpload,
+    InferenceClient,
     Job,
     ServerSentEvent,
     UnexpectedResponse,
@@ -75,45 +76,6 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (file, sha256, model)
 )
 """
-
-
-class BatchApi(Protocol):
-    """What the batch needs of InferenceClient (unit tests give a fake)."""
-
-    async def create_job(
-        self,
-        image: ImageUpload,
-        *,
-        name: str,
-        model: str,
-        idempotency_key: str,
-        options: dict[str, Any] | None = None,
-        execute: bool = True,
-    ) -> Job: ...
-
-    async def get_job(self, job_id: str, wait_s: float = 0.0) -> Job: ...
-
-    async def get_result(self, job_id: str) -> dict[str, Any]: ...
-
-    def events(
-        self, path: str = "/events", on_open: Callable[[], None] | None = None
-    ) -> AsyncIterator[ServerSentEvent]: ...
-
-    async def create_batch(
-        self,
-        images: list[ImageUpload],
-        *,
-        model: str,
-        idempotency_key: str,
-        options: dict[str, Any] | None = None,
-        archive: ImageUpload | None = None,
-    ) -> Batch: ...
-
-    async def get_batch(self, batch_id: str) -> Batch: ...
-
-    async def batch_results(self, batch_id: str) -> list[dict[str, Any]]: ...
-
-    async def cancel_batch(self, batch_id: str, reason: str | None = None) -> Batch: ...
 
 
 class BatchProgress(Protocol):
@@ -290,23 +252,16 @@ class BatchSummary:
         )
 
 
+@dataclass(eq=False)
 class BatchRun:
-    def __init__(
-        self,
-        client: BatchApi,
-        store: ResultStore,
-        log: BatchLog,
-        options: BatchOptions,
-        progress: BatchProgress | None = None,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.log = log
-        self.options = options
-        self.progress = progress or NoProgress()
-        self.summary = BatchSummary()
-        self._stream_open = asyncio.Event()
-        self._jobs: dict[str, str] = {}  # job id → file name, for the event log lines
+    client: InferenceClient
+    store: ResultStore
+    log: BatchLog
+    options: BatchOptions
+    progress: BatchProgress = field(default_factory=NoProgress)
+    summary: BatchSummary = field(default_factory=BatchSummary, init=False)
+    _stream_open: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _jobs: dict[str, str] = field(default_factory=dict, init=False)  # job id → file name
 
     async def run(self) -> BatchSummary:
         """Raises ApiUnreachable when the API cannot be reached at all."""

@@ -143,6 +143,11 @@ class CompletionSignals:
     def forget(self, job_id: str) -> None:
         self._waiting.pop(job_id, None)
 
+    def wake_all(self) -> None:
+        """Every waiter reads its job once: the stream was down and may have missed events."""
+        for signal in self._waiting.values():
+            signal.set()
+
     def notify(self, job_id: str) -> None:
         signal = self._waiting.get(job_id)
         if signal is not None:
@@ -361,6 +366,8 @@ class TrafficRun:
             backoff = min(backoff * 2, self.timers.reconnect_max_s)
 
     def _stream_opened(self) -> None:
+        if self.stream_opened:  # a reconnect: what settled meanwhile was not streamed to us
+            self._signals.wake_all()
         self._stream_up = self.stream_opened = True
         self._signals.open.set()
 

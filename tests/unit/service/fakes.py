@@ -256,11 +256,13 @@ class FakeWebhookStore:
         self.subscribed: dict[str, Subscription] = {}
         self.secrets: dict[str, str] = {}
         self.saved: dict[str, Delivery] = {}
+        self.callback_reads = 0
 
     async def add_callback(self, callback: Callback) -> None:
         self.callbacks[callback.job_id] = callback
 
     async def callback(self, job_id: str) -> Callback | None:
+        self.callback_reads += 1
         return self.callbacks.get(job_id)
 
     async def add_subscription(self, subscription: Subscription) -> None:

@@ -56,6 +56,14 @@ def test_created_with_and_without_image() -> None:
     assert data["image"] is None and "ce_dataref" not in headers
 
 
+def test_created_announces_the_jobs_callback_when_it_has_one() -> None:
+    callback = {"url": "https://hooks.example/in", "events": "terminal"}
+    _headers, data = published(events.created(job(), TRACE, callback))
+    assert data["callback"] == callback
+    _headers, data = published(events.created(job(), TRACE))
+    assert "callback" not in data
+
+
 def test_execution_requested_points_at_the_image() -> None:
     execution = Execution.next(2, AT + timedelta(seconds=60))
     headers, data = published(events.execution_requested(job(), execution, AT, TRACE))

@@ -80,6 +80,50 @@ def test_only_the_terminal_event_by_default() -> None:
     assert event["type"] == EventType.COMPLETED.value and event["subject"] == JOB
 
 
+def created(callback: dict[str, str] | None) -> Record:
+    data: dict[str, object] = {
+        "job_id": JOB,
+        "name": "n",
+        "model": "m",
+        "task": "classification",
+        "options": {},
+        "owner": "alice",
+        "status": "NEW",
+        "image": None,
+        "created_at": "2026-11-23T12:00:00Z",
+    }
+    if callback is not None:
+        data["callback"] = callback
+    kafka = to_record(new_event(EventType.CREATED, "/inference-service", JOB, data))
+    return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
+
+
+def test_the_created_event_says_whether_there_is_a_callback_without_a_read() -> None:
+    for callback in (None, {"url": "https://hooks.example/in", "events": "terminal"}):
+        sender, store = FakeSender(), FakeWebhookStore()
+        hooks, _letters = dispatching(sender, store)
+
+        async def scenario(hooks: WebhookDispatching, announced: Record) -> None:
+            assert await hooks.handle(announced, asyncio.Event())
+            assert await hooks.handle(record(EventType.COMPLETED, REQUEST), asyncio.Event())
+
+        asyncio.run(scenario(hooks, created(callback)))
+        assert store.callback_reads == 0
+        assert [url for url, _b, _h in sender.requests] == ([callback["url"]] if callback else [])
+
+
+def test_a_job_seen_first_after_a_restart_has_its_callback_read_once() -> None:
+    sender, store = FakeSender(), with_callback()
+    hooks, _letters = dispatching(sender, store)
+
+    async def scenario() -> None:
+        for kind in (EventType.STARTED, EventType.COMPLETED):
+            assert await hooks.handle(record(kind, REQUEST), asyncio.Event())
+
+    asyncio.run(scenario())
+    assert store.callback_reads == 1 and len(sender.requests) == 1
+
+
 def test_every_event_when_asked_and_subscriptions_too() -> None:
     sender, store = FakeSender(), with_callback(EventsWanted.ALL)
     store.subscribed[SUBSCRIPTION.id] = SUBSCRIPTION

@@ -350,6 +350,12 @@ class FakeApi:
         for queue in self.streams:
             queue.put_nowait(frame)
 
+    def drop_streams(self) -> None:
+        """Ends every open event stream, as a restart of the service does."""
+        for queue in self.streams:
+            queue.put_nowait(b"")
+        self.streams.clear()
+
     def _events(self) -> httpx.Response:
         if not self.events_enabled:
             return problem(404, "not-found", "no event stream here")
@@ -358,8 +364,8 @@ class FakeApi:
 
         async def frames() -> AsyncIterator[bytes]:
             yield b": subscribed\n\n"
-            while True:
-                yield await queue.get()
+            while frame := await queue.get():
+                yield frame
 
         return httpx.Response(200, content=frames(), headers={"content-type": "text/event-stream"})
 

@@ -13,6 +13,7 @@ from simulator.batch import (
     BatchLog,
     BatchOptions,
     BatchRun,
+    NoProgress,
     ResultStore,
     find_files,
     idempotency_key,
@@ -69,7 +70,7 @@ async def run_batch(
                 store,
                 log,
                 BatchOptions(images, model=model, **options),  # type: ignore[arg-type]
-                progress,
+                progress or NoProgress(),
             )
             await run.run()
             rows = store.rows()

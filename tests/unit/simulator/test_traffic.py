@@ -186,6 +186,22 @@ async def test_interrupt_stops_at_once_and_keeps_the_partial_outcomes() -> None:
     assert all(o.error == "interrupted" and o.status == "QUEUED" for o in outcomes)
 
 
+@synchronously
+async def test_a_reconnected_stream_rereads_the_jobs_that_settled_while_it_was_down() -> None:
+    api = FakeApi(run_s=0.2)
+    started = time.monotonic()
+
+    async def restart_soon() -> None:
+        await asyncio.sleep(0.05)  # the job is created, its completion not yet streamed
+        api.drop_streams()  # the client reconnects after 0.5 s: the completion is missed
+
+    restart = asyncio.create_task(restart_soon())
+    traffic = await run(api, plans(["cls"], 1), Pacing(concurrency=1), timers=STREAM_ONLY)
+    await restart
+    assert time.monotonic() - started < 5  # not left to the next poll, 60 s away
+    assert [o.status for o in traffic.outcomes] == ["DONE"]
+
+
 def test_only_settling_events_of_ours_wake_a_waiter() -> None:
     from cloudevents.core.formats.json import JSONFormat
 

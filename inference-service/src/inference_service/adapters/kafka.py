@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from inference_common.events import dead_letter_record, to_record
-from inference_common.kafka import consume_available, header_pairs
+from inference_common.kafka import BatchConsumer, header_pairs, message_position
 from inference_service.domain.events import Channel, OutboxEvent
 from inference_service.ports import BusError, Record
 
@@ -49,22 +49,10 @@ class BlockingLane:
 
 
 def _records(messages: list[Message]) -> list[Record]:
-    records = []
-    for message in messages:
-        if message.error() is not None:
-            log.warning("consumer: %s", message.error())
-            continue
-        records.append(
-            Record(
-                topic=message.topic() or "",
-                partition=message.partition() or 0,
-                offset=message.offset() or 0,
-                key=message.key(),
-                value=message.value(),
-                headers=header_pairs(message),
-            )
-        )
-    return records
+    return [
+        Record(*message_position(message), message.key(), message.value(), header_pairs(message))
+        for message in messages
+    ]
 
 
 class KafkaPublisher:
@@ -130,7 +118,51 @@ class KafkaPublisher:
         self._lane.close()
 
 
-class KafkaGroupConsumer:
+class _KafkaConsumer:
+    """A BatchConsumer (inference_common.kafka) driven from the event loop: created at the
+    first read, every call on its own thread."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        lane: str,
+        consumer_factory: Callable[[dict[str, Any]], Consumer],
+    ) -> None:
+        self.config = config
+        self._consumer_factory = consumer_factory
+        self._consumer: BatchConsumer | None = None
+        self._lane = BlockingLane(lane)
+
+    async def _open(self) -> BatchConsumer:
+        if self._consumer is None:
+            consumer = BatchConsumer(self._consumer_factory(self.config))
+            try:
+                await self._joined(consumer)
+            except KafkaException:
+                await self._lane.call(consumer.close)
+                raise
+            self._consumer = consumer
+        return self._consumer
+
+    async def _joined(self, consumer: BatchConsumer) -> None:
+        """Subscribe or assign: what each kind of reader does first."""
+
+    async def next_batch(self, max_records: int, timeout: float) -> list[Record]:
+        consumer = await self._open()
+        try:
+            messages = await self._lane.call(consumer.next_batch, max_records, timeout)
+        except KafkaException as exc:
+            raise BusError(str(exc)) from exc
+        return _records(messages)
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            await self._lane.call(self._consumer.close)
+            self._consumer = None
+        self._lane.close()
+
+
+class KafkaGroupConsumer(_KafkaConsumer):
     """A consumer-group member: batches of records, offsets committed once they are applied."""
 
     def __init__(
@@ -140,51 +172,27 @@ class KafkaGroupConsumer:
         *more_topics: str,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
-        self.config = config
+        super().__init__(config, f"consumer-{topic}", consumer_factory)
         self.topics = [topic, *more_topics]
-        self._consumer_factory = consumer_factory
-        self._consumer: Consumer | None = None
-        self._lane = BlockingLane(f"consumer-{topic}")
 
-    async def next_batch(self, max_records: int, timeout: float) -> list[Record]:
-        if self._consumer is None:
-            self._consumer = self._consumer_factory(self.config)
-            await self._lane.call(self._consumer.subscribe, self.topics)
-        messages = await self._lane.call(consume_available, self._consumer, max_records, timeout)
-        return _records(messages)
+    async def _joined(self, consumer: BatchConsumer) -> None:
+        await self._lane.call(consumer.subscribe, self.topics)
 
     async def commit(self, positions: Mapping[tuple[str, int], int]) -> None:
         """A failed commit only means the records are folded again."""
-        consumer = self._consumer
-        if consumer is None or not positions:
-            return
-        offsets = [TopicPartition(t, p, offset) for (t, p), offset in positions.items()]
-        try:
-            await self._lane.call(consumer.store_offsets, offsets=offsets)
-            await self._lane.call(consumer.commit, asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("offset commit failed (the events will be folded again): %s", exc)
+        if self._consumer is not None and positions:
+            await self._lane.call(self._consumer.commit, positions)
 
     async def rewind(self, records: Sequence[Record]) -> None:
         """Seek each partition back to its first record not yet applied."""
-        consumer = self._consumer
-        if consumer is None:
-            return
         first: dict[tuple[str, int], int] = {}
         for record in records:
             first.setdefault((record.topic, record.partition), record.offset)
-        for (topic, partition), offset in first.items():
-            await self._lane.call(consumer.seek, TopicPartition(topic, partition, offset))
-
-    async def close(self) -> None:
         if self._consumer is not None:
-            await self._lane.call(self._consumer.close)
-            self._consumer = None
-        self._lane.close()
+            await self._lane.call(self._consumer.rewind, first)
 
 
-class KafkaTail:
+class KafkaTail(_KafkaConsumer):
     """Reads topics from their end as of start (manual assignment, no group): each replica
     sees every event produced after it started."""
 
@@ -195,20 +203,18 @@ class KafkaTail:
         *,
         consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
     ) -> None:
-        self.config = config
+        super().__init__(config, "live-events", consumer_factory)
         self.topics = topics
-        self._consumer_factory = consumer_factory
-        self._consumer: Consumer | None = None
-        self._lane = BlockingLane("live-events")
 
     async def start(self) -> None:
         """Raises BusError while Kafka cannot be reached."""
-        if self._consumer is None:
-            self._consumer = self._consumer_factory(self.config)
         try:
-            await self._lane.call(self._assign_at_end, self._consumer)
+            await self._open()
         except KafkaException as exc:
             raise BusError(str(exc)) from exc
+
+    async def _joined(self, consumer: BatchConsumer) -> None:
+        await self._lane.call(self._assign_at_end, consumer.consumer)
 
     def _assign_at_end(self, consumer: Consumer) -> None:
         """Explicit end offsets, so every event produced after start-up is seen."""
@@ -223,17 +229,6 @@ class KafkaTail:
                 )
                 assignment.append(TopicPartition(topic, partition, high))
         consumer.assign(assignment)
-
-    async def next_batch(self, max_records: int, timeout: float) -> list[Record]:
-        assert self._consumer is not None, "start() first"
-        messages = await self._lane.call(consume_available, self._consumer, max_records, timeout)
-        return _records(messages)
-
-    async def close(self) -> None:
-        if self._consumer is not None:
-            await self._lane.call(self._consumer.close)
-            self._consumer = None
-        self._lane.close()
 
 
 class KafkaDeadLetters:

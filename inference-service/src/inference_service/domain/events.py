@@ -82,8 +82,8 @@ class OutboxEvent:
         return replace(self, ce=json.dumps({**json.loads(self.ce), "traceparent": traceparent}))
 
 
-def created(job: Job, traceparent: str) -> OutboxEvent:
-    data = {
+def created(job: Job, traceparent: str, callback: dict[str, str] | None = None) -> OutboxEvent:
+    data: dict[str, Any] = {
         "job_id": job.id,
         "name": job.name,
         "model": job.model,
@@ -94,6 +94,8 @@ def created(job: Job, traceparent: str) -> OutboxEvent:
         "image": job.image.claim_check() if job.image else None,
         "created_at": iso(job.created_at),
     }
+    if callback is not None:
+        data["callback"] = callback
     event = new_event(
         EventType.CREATED,
         SOURCE,

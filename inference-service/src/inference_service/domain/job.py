@@ -181,7 +181,10 @@ class Job:
         fingerprint: str,
         traceparent: str,
         at: datetime,
+        callback: dict[str, str] | None = None,
     ) -> Change:
+        """`callback` (url and events) is announced in the `created` event, not kept here: the
+        webhook dispatcher learns from it, without a read, whether the job has one."""
         job = cls(
             id=job_id,
             owner=owner,
@@ -197,7 +200,7 @@ class Job:
             image=image,
             idempotency_key=idempotency_key,
         )
-        return Change(None, job, (events.created(job, traceparent),))
+        return Change(None, job, (events.created(job, traceparent, callback),))
 
     # --- the API's requests: refused with IllegalTransition ---
 

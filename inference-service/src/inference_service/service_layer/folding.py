@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -24,7 +25,7 @@ from inference_service.domain.clock import as_utc, now
 from inference_service.domain.job import Change, Job, JobError, JobResult, RetryPolicy
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.metrics import ServiceMetrics
-from inference_service.ports import DeadLetters, Record
+from inference_service.ports import DeadLetters, JobStore, Record
 from inference_service.service_layer.writer import JobWriter
 
 log = logging.getLogger(__name__)
@@ -44,22 +45,20 @@ class PoisonMessage(ValueError):
     """Not something this consumer can ever apply; set aside, never retried."""
 
 
+@dataclass(eq=False)
 class ResultFolding:
-    def __init__(
-        self,
-        writer: JobWriter,
-        schemas: EventSchemas,
-        policy: RetryPolicy,
-        dead_letters: DeadLetters,
-        metrics: ServiceMetrics,
-    ) -> None:
-        self.writer = writer
-        self.jobs = writer.store
-        self.schemas = schemas
-        self.policy = policy
-        self.dead_letters = dead_letters
-        self.metrics = metrics
-        self.counts: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
+    writer: JobWriter
+    schemas: EventSchemas
+    policy: RetryPolicy
+    dead_letters: DeadLetters
+    metrics: ServiceMetrics
+    counts: dict[Outcome, int] = field(
+        default_factory=lambda: dict.fromkeys(Outcome, 0), init=False
+    )
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.writer.store
 
     async def fold(self, records: Sequence[Record]) -> None:
         """Apply a batch: the poison set aside, each job's events in one write, in order.

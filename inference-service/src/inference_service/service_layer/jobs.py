@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
@@ -24,7 +24,7 @@ from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy, St
 from inference_service.domain.jobs import ImageInfo, new_job_id, request_fingerprint
 from inference_service.domain.lifecycle import Action, JobStatus, require
 from inference_service.domain.webhooks import Callback, EventsWanted
-from inference_service.ports import KeyHolder, StoreUnavailable, WebhookStore
+from inference_service.ports import JobStore, KeyHolder, StoreUnavailable, WebhookStore
 from inference_service.service_layer.writer import JobWriter
 
 log = logging.getLogger(__name__)
@@ -104,29 +104,26 @@ class NewJob:
     callback: tuple[str, EventsWanted] | None = None
 
 
+@dataclass(eq=False)
 class JobService:
-    def __init__(
-        self,
-        writer: JobWriter,
-        images: ImageStore,
-        catalog: ModelCatalog,
-        limits: Limits,
-        policy: RetryPolicy,
-        *,
-        replica: str | None = None,
-        webhooks: WebhookStore | None = None,
-    ) -> None:
-        self.writer = writer
-        self.webhooks = webhooks
-        self.jobs = writer.store
-        self.images = images
-        self.catalog = catalog
-        self.limits = limits
-        self.policy = policy
-        # Who claims Idempotency-Keys: this replica's name (one live process at a time holds
-        # it, inference_common.replica) and this process.
-        self.replica = replica
-        self.claimant = f"{replica}/{uuid.uuid4().hex}" if replica else None
+    writer: JobWriter
+    images: ImageStore
+    catalog: ModelCatalog
+    limits: Limits
+    policy: RetryPolicy
+    _: KW_ONLY
+    # Who claims Idempotency-Keys: this replica's name (one live process at a time holds
+    # it, inference_common.replica) and this process.
+    replica: str | None = None
+    webhooks: WebhookStore | None = None
+    claimant: str | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claimant = f"{self.replica}/{uuid.uuid4().hex}" if self.replica else None
+
+    @property
+    def jobs(self) -> JobStore:
+        return self.writer.store
 
     # --- reads ---
 
@@ -252,6 +249,7 @@ class JobService:
             fingerprint=fp,
             traceparent=traceparent,
             at=at,
+            callback=_callback_fields(request.callback),
         )
         if request.execute:
             change = change.then(change.after.execute(at, self.policy, traceparent))
@@ -355,3 +353,10 @@ class JobService:
 def _fields(job: Job) -> dict[str, Any]:
     """What finds a job's log lines: its id and the trace of its latest change."""
     return {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
+
+
+def _callback_fields(callback: tuple[str, EventsWanted] | None) -> dict[str, str] | None:
+    if callback is None:
+        return None
+    url, events = callback
+    return {"url": url, "events": events.value}

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Final
 
 from inference_common import tracing
@@ -30,29 +31,20 @@ log = logging.getLogger(__name__)
 _ACKNOWLEDGED: Final = 10_000
 
 
+@dataclass(eq=False)
 class OutboxRelaying:
-    def __init__(
-        self,
-        store: JobStore,
-        images: ImageStore,
-        publisher: EventPublisher,
-        writes: OutboxWrites,
-        metrics: ServiceMetrics,
-        *,
-        batch_size: int,
-        scan_interval: float,
-    ) -> None:
-        self.store = store
-        self.images = images
-        self.publisher = publisher
-        self.writes = writes
-        self.metrics = metrics
-        self.batch_size = batch_size
-        self.scan_interval = scan_interval
-        self._scanned_at = float("-inf")
-        # Recently acknowledged event ids: a job written again while its earlier events were
-        # on their way hands them over once more, and they are not published twice.
-        self._acknowledged: OrderedDict[str, None] = OrderedDict()
+    store: JobStore
+    images: ImageStore
+    publisher: EventPublisher
+    writes: OutboxWrites
+    metrics: ServiceMetrics
+    _: KW_ONLY
+    batch_size: int
+    scan_interval: float
+    _scanned_at: float = field(default=float("-inf"), init=False)
+    # Recently acknowledged event ids: a job written again while its earlier events were
+    # on their way hands them over once more, and they are not published twice.
+    _acknowledged: OrderedDict[str, None] = field(default_factory=OrderedDict, init=False)
 
     async def drain_once(self) -> int:
         """Publish one batch of pending outboxes; returns how many jobs it looked at."""

@@ -134,6 +134,8 @@ class WebhookDispatching:
         if decoded is None:
             return True  # not ours: the folder sets results aside; nothing to deliver
         envelope, cloudevent = decoded
+        if envelope.type is EventType.CREATED:
+            self._remember(envelope.subject, _announced(envelope.subject, envelope.data))
         terminal = ends_job_stream(envelope, self.max_job_attempts)
         if envelope.type is EventType.DELETED:
             # The end of the job's life, not of its work: its terminal event came before.
@@ -172,16 +174,20 @@ class WebhookDispatching:
         return owner, targets
 
     async def _callback(self, job_id: str) -> Callback | None:
-        """Read once per job (at its first event, after the API wrote it), then remembered:
-        one read by `_id` per job, whether it has a callback or not."""
+        """Known from the job's `created` event without a read; otherwise (the event was
+        consumed before a restart) read once by `_id`; then remembered."""
         if job_id in self._callbacks:
             self._callbacks.move_to_end(job_id)
             return self._callbacks[job_id]
         callback = await self.store.callback(job_id)
+        self._remember(job_id, callback)
+        return callback
+
+    def _remember(self, job_id: str, callback: Callback | None) -> None:
         self._callbacks[job_id] = callback
+        self._callbacks.move_to_end(job_id)
         if len(self._callbacks) > KNOWN_CALLBACKS:
             self._callbacks.popitem(last=False)
-        return callback
 
     async def _owner(self, job_id: str, data: dict[str, object]) -> str | None:
         if isinstance(data.get("owner"), str):
@@ -293,3 +299,13 @@ class WebhookDispatching:
                 del self._in_flight[message_id]
             else:
                 self._in_flight[message_id] = (lock, users - 1)
+
+
+def _announced(job_id: str, data: dict[str, object]) -> Callback | None:
+    """The callback a `created` event names (None: the job has none)."""
+    callback = data.get("callback")
+    if not isinstance(callback, dict) or not isinstance(data.get("owner"), str):
+        return None
+    return Callback(
+        job_id, str(data["owner"]), str(callback["url"]), EventsWanted(callback["events"])
+    )

@@ -13,6 +13,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 
 from inference_service.ports import (
@@ -51,26 +52,26 @@ async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -
             waiter.cancel()
 
 
+def _process_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(eq=False)
 class RelayLoop:
     """One relay at a time publishes (a lease), so replicas never race each other."""
 
-    def __init__(
-        self,
-        relaying: OutboxRelaying,
-        leases: LeaseStore,
-        *,
-        poll_interval: float,
-        lease_seconds: float,
-        holder: str | None = None,
-    ) -> None:
-        self.relaying = relaying
-        self.writes: OutboxWrites = relaying.writes
-        self.leases = leases
-        self.poll_interval = poll_interval
-        self.lease_seconds = lease_seconds
-        # The replica's name (stable across its restarts) renews the lease its crash left.
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._renewed_at = float("-inf")
+    relaying: OutboxRelaying
+    leases: LeaseStore
+    _: KW_ONLY
+    poll_interval: float
+    lease_seconds: float
+    # The replica's name (stable across its restarts) renews the lease its crash left.
+    holder: str = field(default_factory=_process_name)
+    _renewed_at: float = field(default=float("-inf"), init=False)
+
+    @property
+    def writes(self) -> OutboxWrites:
+        return self.relaying.writes
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
@@ -113,26 +114,18 @@ class RelayLoop:
         return False
 
 
+@dataclass(eq=False)
 class FolderLoop:
     """Results in batches; offsets committed only once folded. A lone `started` is held for
     up to `linger` seconds for its job's outcome: one write for both."""
 
-    def __init__(
-        self,
-        folding: ResultFolding,
-        results: GroupRecords,
-        *,
-        batch_size: int,
-        linger: float,
-        poll_timeout: float = 0.5,
-        retry_backoff: float = 1.0,
-    ) -> None:
-        self.folding = folding
-        self.results = results
-        self.batch_size = batch_size
-        self.linger = linger
-        self.poll_timeout = poll_timeout
-        self.retry_backoff = retry_backoff
+    folding: ResultFolding
+    results: GroupRecords
+    _: KW_ONLY
+    batch_size: int
+    linger: float
+    poll_timeout: float = 0.5
+    retry_backoff: float = 1.0
 
     async def run(self, stop: asyncio.Event) -> None:
         held: list[Record] = []
