@@ -6,10 +6,12 @@ Four systems classify the same photo (`cat_720p.jpg`, MobileNet v2), loaded by t
 (benchmarks/post_image.lua) at 2 and then 16 connections, `--seconds` each after a short
 warm-up:
 - the platform's one-request `POST /models/{model}/classify` (the image as the body);
-- the platform's jobs: `POST /jobs` (multipart, execute=true), the long poll
+- the platform's jobs: `POST /jobs` (the raw image, execute=true in the query), the long poll
   `GET /jobs/{id}?wait=` until the job is finished, then `GET /jobs/{id}/result`;
 - the synchronous endpoint (benchmarks/peers/sync_endpoint.py), started here;
 - Celery on Redis (benchmarks/peers/celery_peer.py), started here with its own Redis.
+Then, for each system, an open loop (benchmarks/open_loop.py) at half the rate it reached at
+16 connections: the half-load point, p50 and p99 from each request's scheduled arrival.
 During each 16-connection run: CPU time per job of every process that does the work (from
 /proc, each process with its children), and the store's operations per job: the platform's
 database commands (`serverStatus` `metrics.commands`, which FerretDB and MongoDB both count
@@ -34,7 +36,7 @@ from typing import Any, Final
 
 from pymongo import MongoClient
 
-from benchmarks import load
+from benchmarks import load, open_loop
 from benchmarks.peers import launch
 from benchmarks.peers.classifier import MODEL
 from benchmarks.processes import listening_pids, port_of, tree_cpu_seconds
@@ -73,6 +75,7 @@ class Figures:
     system: str
     low: load.Load
     high: load.Load
+    half: load.Load  # open loop at half the high run's rate
     cpu_ms: dict[str, float]  # per job of the high run, by process
     store: str
     operations: dict[str, float] | None  # store operations per job of the high run, by name
@@ -151,7 +154,9 @@ def measure(system: System, image: Path, seconds: float) -> Figures:
     if operations_before is not None and operations_after is not None:
         spent = operations_after - operations_before
         operations = {name: count / jobs for name, count in sorted(spent.items())}
-    return Figures(system.name, low, high, cpu_ms, system.store, operations)
+    # Open loop at half the closed loop's throughput: arrivals on schedule, so a stall shows.
+    half = open_loop.run(system.url, system.mode, image, high.rate / 2, seconds)
+    return Figures(system.name, low, high, half, cpu_ms, system.store, operations)
 
 
 def _platform_processes(api_url: str) -> dict[str, int]:
@@ -216,6 +221,12 @@ def _ms(value: float) -> str:
     return "-" if value < 0 else f"{value:.0f}"
 
 
+def _half(run: load.Load) -> str:
+    failed = f", {run.failed} failed" if run.failed else ""
+    rate = (run.done + run.failed) / run.seconds
+    return f"{rate:.1f} ({_ms(run.p50_ms)} / {_ms(run.p99_ms)}{failed})"
+
+
 def _point(run: load.Load) -> str:
     failed = f", {run.failed} failed" if run.failed else ""
     return f"{run.rate:.1f} ({_ms(run.p50_ms)} / {_ms(run.p99_ms)}{failed})"
@@ -226,7 +237,8 @@ def _line(f: Figures) -> str:
     commands = "" if ops is None else f"; {f.store} {ops:.1f} operations/job"
     cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in f.cpu_ms.items())
     return (
-        f"{f.system}: c={LOW} {_point(f.low)}, c={HIGH} {_point(f.high)} req/s (p50 / p99 ms); "
+        f"{f.system}: c={LOW} {_point(f.low)}, c={HIGH} {_point(f.high)} req/s (p50 / p99 ms), "
+        f"half load {_half(f.half)} (open loop, its own CPU {f.half.cpu_ms_per_job:.1f} ms/job); "
         f"CPU ms/job {cpu}{commands}"
     )
 
@@ -234,8 +246,9 @@ def _line(f: Figures) -> str:
 def table(figures: Sequence[Figures]) -> str:
     lines = [
         f"| system | c={LOW}: req/s (p50 / p99 ms) | c={HIGH}: req/s (p50 / p99 ms) "
+        f"| half load, open loop: req/s (p50 / p99 ms) "
         f"| CPU ms per job at c={HIGH}, by process | store operations per job at c={HIGH} |",
-        "| --- | ---: | ---: | --- | --- |",
+        "| --- | ---: | ---: | ---: | --- | --- |",
     ]
     for f in figures:
         cpu = ", ".join(f"{name} {ms:.1f}" for name, ms in f.cpu_ms.items())
@@ -243,7 +256,8 @@ def table(figures: Sequence[Figures]) -> str:
         if f.operations is not None and f.operations_per_job is not None:
             each = ", ".join(f"{name} {n:.2f}" for name, n in f.operations.items() if n >= 0.005)
             commands = f"{f.store}: {f.operations_per_job:.1f} ({each})"
-        lines.append(f"| {f.system} | {_point(f.low)} | {_point(f.high)} | {cpu} | {commands} |")
+        cells = f"{_point(f.low)} | {_point(f.high)} | {_half(f.half)}"
+        lines.append(f"| {f.system} | {cells} | {cpu} | {commands} |")
     by_name = {f.system: f for f in figures}
     peers = [by_name[name] for name in (SYNC, CELERY) if name in by_name]
     ours = [by_name[name] for name in (CLASSIFY, JOBS) if name in by_name]

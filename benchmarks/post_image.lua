@@ -2,7 +2,8 @@
 --   wrk -t C -c C --timeout 40s -s benchmarks/post_image.lua URL -- IMAGE MODE
 -- MODE body: each request posts the image as its raw body (the peers, the classify endpoint);
 --   latency is wrk's own, per request.
--- MODE jobs: URL is the API base; POST /jobs (multipart, execute=true), GET /jobs/{id}?wait=25
+-- MODE jobs: URL is the API base; POST /jobs (the raw image, execute=true in the query),
+--   GET /jobs/{id}?wait=25
 --   until the job is finished, then GET /jobs/{id}/result; latency is per job, from the POST
 --   to the result. Needs one connection per thread (-t = -c): the Lua state is the thread's,
 --   so a thread can follow only the job of its one connection.
@@ -21,7 +22,6 @@ local function now_ms()
   return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
 end
 
-local BOUNDARY = "wrk-bench-7d1f0c2a"
 local threads = {}
 local base, create, body_request
 
@@ -38,18 +38,9 @@ function init(args)
   if mode == "body" then
     body_request = wrk.format("POST", nil, {["Content-Type"] = "image/jpeg"}, image)
   else
-    local parts = {}
-    local function field(name, value, extra)
-      table.insert(parts, "--" .. BOUNDARY .. "\r\nContent-Disposition: form-data; name=\""
-        .. name .. "\"" .. (extra or "") .. "\r\n\r\n" .. value .. "\r\n")
-    end
-    field("model", "mobilenet-v2-imagenet-quant")
-    field("execute", "true")
-    field("image", image, "; filename=\"" .. args[1]:match("[^/]+$")
-      .. "\"\r\nContent-Type: image/jpeg")
-    table.insert(parts, "--" .. BOUNDARY .. "--\r\n")
-    create = wrk.format("POST", base .. "/jobs",
-      {["Content-Type"] = "multipart/form-data; boundary=" .. BOUNDARY}, table.concat(parts))
+    -- The same raw body as the other systems get; the job's fields go in the query.
+    create = wrk.format("POST", base .. "/jobs?model=mobilenet-v2-imagenet-quant&execute=true",
+      {["Content-Type"] = "image/jpeg"}, image)
   end
   latencies, failed = {}, 0
 end

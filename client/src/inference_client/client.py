@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -31,6 +31,13 @@ from inference_client.retrying import (
     trouble_of,
 )
 from inference_client.sse import ServerSentEvent, parse_sse
+
+# The image media types POST /jobs takes as a raw body (openapi/inference-api.yaml); any
+# other goes as bytes, and the service tells the format by its content.
+RAW_MEDIA_TYPES: Final = frozenset(
+    {"image/jpeg", "image/png", "image/bmp", "image/gif", "image/webp", "image/tiff"}
+)
+_OCTETS: Final = "application/octet-stream"
 
 
 class InferenceClient:
@@ -108,19 +115,32 @@ class InferenceClient:
         callback: dict[str, str] | None = None,
     ) -> Job:
         """The key makes the create safe to repeat: give each new job a new one. `callback`:
-        `{"url", "events"}`, where the job's events are POSTed (signed, docs/api.md)."""
-        form = {"name": name, "model": model, "execute": "true" if execute else "false"}
-        if options:
-            form["options"] = json.dumps(options)
+        `{"url", "events"}`, where the job's events are POSTed (signed, docs/api.md).
+
+        The image goes as the raw body, the fields as query parameters: no form to build on
+        this side or to parse on the service's. A callback, an object, needs the form."""
+        headers = {"Idempotency-Key": idempotency_key}
         if callback:
+            form = {"name": name, "model": model, "execute": _flag(execute)}
             form["callback"] = json.dumps(callback)
+            if options:
+                form["options"] = json.dumps(options)
+            files = {"image": (image.name, image.data, image.media_type)}
+            body = await self._json(
+                "POST", "/jobs", idempotent=True, data=form, files=files, headers=headers
+            )
+            return Job.from_json(body)
+        params: dict[str, str] = {"name": name, "model": model, "execute": _flag(execute)}
+        for option, value in (options or {}).items():
+            params[option] = _flag(value) if isinstance(value, bool) else str(value)
+        media_type = image.media_type if image.media_type in RAW_MEDIA_TYPES else _OCTETS
         body = await self._json(
             "POST",
             "/jobs",
             idempotent=True,
-            data=form,
-            files={"image": (image.name, image.data, image.media_type)},
-            headers={"Idempotency-Key": idempotency_key},
+            params=params,
+            content=image.data,
+            headers={**headers, "Content-Type": media_type},
         )
         return Job.from_json(body)
 
@@ -299,6 +319,10 @@ class InferenceClient:
             outage_s = self._clock() - self._failing_since
             self._failing_since = None
             self.on_retry(RetryNotice("", outage_s))
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def _job_or_none(body: Any) -> Job | None:

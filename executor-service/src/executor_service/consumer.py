@@ -345,7 +345,11 @@ def kafka_clients(
             },
         )
     )
-    return BatchConsumer(consumer), Producer(producer_config(settings, **{"client.id": client_id}))
+    return BatchConsumer(consumer), Producer(
+        producer_config(
+            settings, **{"client.id": client_id, "linger.ms": settings.executor_linger_ms}
+        )
+    )
 
 
 def kafka_reachable(client: Any, topic: str, timeout: float = 2.0) -> bool:

@@ -29,6 +29,8 @@ class ExecutorSettings(CommonSettings):
     # poll loop fetches more, small enough that a rebalance or SIGTERM drains quickly.
     executor_max_in_flight: int = Field(default=0, ge=0)
     executor_batch_size: int = Field(default=32, ge=1, le=10_000)
+    # The result producer's linger.ms: results of jobs finishing together share a request.
+    executor_linger_ms: int = Field(default=2, ge=0)
     executor_poll_timeout_s: float = Field(default=0.1, gt=0)
     executor_max_poll_interval_ms: int = Field(default=300_000, ge=1_000)
     executor_shutdown_timeout_s: float = Field(default=60.0, gt=0)

@@ -105,6 +105,52 @@ def test_create_and_execute_in_one_call(service: RunningService, jobs_topic: Top
     assert types == [EventType.CREATED.value, EventType.EXECUTION_REQUESTED.value]
 
 
+def test_a_raw_image_body_creates_and_executes_a_job(
+    service: RunningService, jobs_topic: TopicReader
+) -> None:
+    # The fields travel in the query; the body is the image itself, no form.
+    params = {"model": "mobilenet-v2-imagenet-quant", "execute": "true", "top_k": "3"}
+    params["name"] = "raw cat"
+    created = service.client.post(
+        "/jobs", params=params, content=image_bytes(), headers={"content-type": "image/jpeg"}
+    )
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert (job["status"], job["name"], job["options"]) == ("QUEUED", "raw cat", {"top_k": 3})
+    assert job["image"]["media_type"] == "image/jpeg"
+    messages = [m for m in jobs_topic.read(2) if m.key() == job["id"].encode()]
+    assert [headers_of(m)["ce_type"] for m in messages] == [
+        EventType.CREATED.value,
+        EventType.EXECUTION_REQUESTED.value,
+    ]
+
+
+def test_a_raw_image_body_is_refused_without_a_model_or_with_a_bad_option(
+    service: RunningService,
+) -> None:
+    client = service.client
+    raw = {"content": image_bytes(), "headers": {"content-type": "image/jpeg"}}
+    no_model = assert_problem(client.post("/jobs", **raw), 422, "invalid-parameter")
+    assert no_model["errors"][0]["parameter"] == "model"
+    bad_option = {"model": "mobilenet-v2-imagenet-quant", "top_k": "0"}
+    assert_problem(client.post("/jobs", params=bad_option, **raw), 400)
+    not_an_image = client.post(
+        "/jobs",
+        params={"model": "mobilenet-v2-imagenet-quant"},
+        content=b"not an image",
+        headers={"content-type": "image/png"},
+    )
+    assert not_an_image.status_code in (415, 422), not_an_image.text
+    # The query fields belong to a raw body: with a form they would be ignored silently.
+    form = service.client.post(
+        "/jobs",
+        params={"top_k": "3"},
+        files={"image": ("upload", image_bytes(), "image/jpeg")},
+        data={"model": "mobilenet-v2-imagenet-quant"},
+    )
+    assert_problem(form, 422, "invalid-parameter")
+
+
 def test_execute_without_image_in_one_call_is_refused(service: RunningService) -> None:
     # Without its image a job cannot execute: the spec allows only `execute: false` then.
     body = assert_problem(post_job(service.client, execute=True), 400)

@@ -38,12 +38,13 @@ def test_a_page_without_markers_gets_the_block_appended(tmp_path: Path) -> None:
 
 def test_ratios_are_the_platforms_rates_over_each_peers_at_the_same_connections() -> None:
     def figures(name: str, low: float, high: float) -> Figures:
-        return Figures(name, load(low), load(high), {"endpoint": 20.0}, "", None)
+        return Figures(name, load(low), load(high), load(high / 2), {"endpoint": 20.0}, "", None)
 
     text = table([figures(CLASSIFY, 30, 40), figures(SYNC, 60, 80), figures(CELERY, 15, 40)])
     ratio_row = next(line for line in text.splitlines() if line.startswith(f"| {CLASSIFY} | 0"))
     assert ratio_row == f"| {CLASSIFY} | 0.50x | 0.50x | 2.00x | 1.00x |"
-    assert f"| {SYNC} | 60.0 (40 / 80) | 80.0 (40 / 80) | endpoint 20.0 | - |" in text
+    cells = "60.0 (40 / 80) | 80.0 (40 / 80) | 40.0 (40 / 80)"
+    assert f"| {SYNC} | {cells} | endpoint 20.0 | - |" in text
 
 
 def test_the_cpu_of_a_tree_counts_its_children() -> None:

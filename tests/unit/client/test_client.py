@@ -108,7 +108,7 @@ async def test_models_are_read_under_the_base_path_with_the_api_key() -> None:
 
 
 @synchronously
-async def test_create_sends_the_image_form_and_idempotency_key() -> None:
+async def test_create_sends_the_raw_image_its_fields_in_the_query_and_the_key() -> None:
     recorder = Recorder(httpx.Response(201, json={**JOB, "status": "QUEUED"}))
     async with recorder.client() as client:
         job = await client.create_job(
@@ -118,14 +118,23 @@ async def test_create_sends_the_image_form_and_idempotency_key() -> None:
     request = recorder.requests[0]
     assert (request.method, request.url.path) == ("POST", "/api/v1/inference/jobs")
     assert request.headers["Idempotency-Key"] == "key-1"
-    assert request.headers["content-type"].startswith("multipart/form-data; boundary=")
-    body = request.content
-    assert (
-        b'name="image"; filename="cat.jpg"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8jpeg' in body
-    )
-    for name, value in (("name", b"sim-1"), ("model", b"cls"), ("execute", b"true")):
-        assert b'name="' + name.encode() + b'"\r\n\r\n' + value + b"\r\n" in body
-    assert b'name="options"\r\n\r\n{"top_k": 3}\r\n' in body
+    assert request.headers["content-type"] == "image/jpeg"
+    assert request.content == b"\xff\xd8jpeg"
+    assert dict(request.url.params) == {
+        "name": "sim-1",
+        "model": "cls",
+        "execute": "true",
+        "top_k": "3",
+    }
+
+
+@synchronously
+async def test_an_image_type_the_api_does_not_list_goes_as_bytes() -> None:
+    recorder = Recorder(httpx.Response(201, json={**JOB, "status": "QUEUED"}))
+    odd = ImageUpload("cat.jpg", b"\xff\xd8jpeg", "image/pjpeg")
+    async with recorder.client() as client:
+        await client.create_job(odd, name="n", model="cls", idempotency_key="k")
+    assert recorder.requests[0].headers["content-type"] == "application/octet-stream"
 
 
 @synchronously

@@ -6,6 +6,7 @@ unit tests exercise the same use cases production runs, without MongoDB or Kafka
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class FakeJobStore:
         self.stored: dict[str, _Stored] = {}
         self.keys: dict[tuple[str, str], KeyHolder] = {}
         self.reads = 0
+        self.scan_gate: asyncio.Event | None = None
         self.writes = 0
 
     async def get(self, job_id: str) -> Job | None:
@@ -119,6 +121,8 @@ class FakeJobStore:
 
     async def pending_outboxes(self, limit: int) -> list[Outbox]:
         self.reads += 1
+        if self.scan_gate is not None:  # a scan of a large store: it answers when let
+            await self.scan_gate.wait()
         return [self._outbox(s) for s in self.stored.values() if s.outbox][:limit]
 
     async def remove_delivered(self, job_id: str, delivered: Sequence[OutboxEvent]) -> None:

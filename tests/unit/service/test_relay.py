@@ -46,3 +46,28 @@ def test_a_deleted_job_is_purged_with_its_image_once_its_events_are_out() -> Non
     asyncio.run(wired.relaying.drain_once())
     assert job.id not in wired.store.stored and wired.images.images == {}
     assert [e.type for e in wired.publisher.published] == [EventType.CREATED, EventType.DELETED]
+
+
+def test_new_jobs_are_published_while_the_recovery_scan_is_still_reading() -> None:
+    # The first scan reads every open job: seconds on a large store. Issue 11's stalls after
+    # a start were jobs waiting for it.
+    wired = wire()
+    scanned = wired.store.scan_gate = asyncio.Event()
+
+    async def scenario() -> None:
+        drain = asyncio.ensure_future(wired.relaying.drain_once())
+        job, _ = await wired.service.create(new_job())
+        for _ in range(100):  # turns of the event loop, not time
+            if wired.store.outbox_of(job.id) == []:
+                break
+            await asyncio.sleep(0)
+        assert not drain.done(), "the scan is still reading"
+        assert [e.type for e in wired.publisher.published] == [
+            EventType.CREATED,
+            EventType.EXECUTION_REQUESTED,
+        ]
+        assert wired.store.outbox_of(job.id) == []
+        scanned.set()
+        assert await drain == 1
+
+    asyncio.run(scenario())

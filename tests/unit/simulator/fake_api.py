@@ -59,6 +59,15 @@ def form_field(body: bytes, name: str) -> str | None:
     return match.group(1).decode() if match else None
 
 
+def create_fields(request: httpx.Request) -> dict[str, str]:
+    """A create's fields: the form's (with a callback), else the query's (a raw image body)."""
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        body = request.read()
+        names = ("model", "name", "execute", "callback")
+        return {name: value for name in names if (value := form_field(body, name)) is not None}
+    return dict(request.url.params)
+
+
 @dataclass
 class FakeApi:
     run_s: float = 0.02
@@ -176,8 +185,8 @@ class FakeApi:
             )
         if key in self.by_key:
             return httpx.Response(200, json=self.jobs[self.by_key[key]])
-        body = request.read()
-        model = form_field(body, "model") or ""
+        body, fields = request.read(), create_fields(request)
+        model = fields.get("model", "")
         if model in self.rejected_models:
             return problem(422, "unknown-model", f"no model {model}")
         if b"not an image" in body:
@@ -185,7 +194,7 @@ class FakeApi:
         job_id = uuid.uuid4().hex
         job = {
             "id": job_id,
-            "name": form_field(body, "name"),
+            "name": fields.get("name"),
             "model": model,
             "status": "NEW",
             "attempt": 0,
@@ -193,10 +202,10 @@ class FakeApi:
         }
         self.jobs[job_id] = job
         self.by_key[key] = job_id
-        callback = form_field(body, "callback")
+        callback = fields.get("callback")
         if callback:
             self.callbacks[job_id] = json.loads(callback)["url"]
-        if form_field(body, "execute") == "true":
+        if fields.get("execute") == "true":
             self._queue(job)
         return httpx.Response(201, json=job)
 

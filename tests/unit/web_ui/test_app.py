@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +25,9 @@ def upload_and_predict(at: AppTest, data: bytes, name: str = "digit.png") -> App
     return at.button[0].click().run()
 
 
-def multipart_field(request: httpx.Request, name: str) -> str:
-    marker = f'name="{name}"\r\n\r\n'.encode()
-    body = request.content
-    start = body.index(marker) + len(marker)
-    return body[start : body.index(b"\r\n--", start)].decode()
+def query_field(request: httpx.Request, name: str) -> str:
+    """The create's fields travel in the query; the body is the image itself."""
+    return str(request.url.params[name])
 
 
 def test_the_model_list_comes_from_the_api(serve: Serve) -> None:
@@ -55,9 +52,10 @@ def test_a_digit_gets_ten_bars_in_digit_order_and_the_best_as_heading(serve: Ser
     assert at.subheader[0].value == "7 (91.0%)"
     assert at.image[0].captions == ["digit.png"]
     create = next(r for r in fake.requests if r.method == "POST")
-    assert multipart_field(create, "model") == MNIST["name"]
-    assert multipart_field(create, "execute") == "true"
-    assert json.loads(multipart_field(create, "options")) == {"top_k": 10}
+    assert query_field(create, "model") == MNIST["name"]
+    assert query_field(create, "execute") == "true"
+    assert query_field(create, "top_k") == "10"
+    assert create.headers["content-type"] == "image/png"
     assert at.status[0].label.endswith(": DONE")
 
 
@@ -74,7 +72,7 @@ def test_imagenet_asks_for_the_top_five(serve: Serve) -> None:
     assert not at.exception and not at.error
     assert [row["label"] for row in chart_rows(at)] == ["macaw", "lorikeet"]  # no zero
     create = next(r for r in fake.requests if r.method == "POST")
-    assert json.loads(multipart_field(create, "options")) == {"top_k": 5}
+    assert query_field(create, "top_k") == "5"
 
 
 IMAGENET_CAPTION = f"{IMAGENET['title']} (classification)"
@@ -227,7 +225,8 @@ def test_a_sample_shows_its_credit_and_is_what_gets_uploaded(
     at = at.button[0].click().run()
     assert not at.exception and not at.error
     create = next(r for r in fake.requests if r.method == "POST")
-    assert b'filename="card.png"' in create.content
+    assert query_field(create, "name") == "card.png"
+    assert create.content.startswith(b"\x89PNG")
 
 
 def test_the_answer_stays_across_reruns_until_the_image_changes(serve: Serve) -> None:

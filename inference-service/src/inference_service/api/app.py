@@ -120,6 +120,8 @@ def create_app(settings: ServiceSettings, runtime: AppRuntime) -> AsyncApp:
 
     # Connexion warns on every multipart/JSON operation that it picked one body schema.
     logging.getLogger("connexion.operations.openapi3").setLevel(logging.ERROR)
+    # ... and logs a line on every raw image body (no validator for image/*): one per job.
+    logging.getLogger("connexion.middleware.validation").setLevel(logging.WARNING)
     app = AsyncApp(
         __name__,
         lifespan=lifespan,

@@ -7,7 +7,7 @@ from typing import Any, Final, Protocol
 from connexion import request as current_request
 from starlette.datastructures import UploadFile
 
-from inference_service.api.handlers import Answer, answer
+from inference_service.api.handlers import Answer, answer, raw_body
 from inference_service.api.problems import Problem
 from inference_service.api.security import owner_of
 from inference_service.api.telemetry import request_span
@@ -109,11 +109,7 @@ class ClassifyApi:
             if field is None and _is_form():
                 raise InvalidImage("the form has no `image` field", "missing-image")
             body = field
-        if isinstance(body, str):
-            body = body.encode()
-        data = bytes(body or b"")
-        check_size(len(data), self.max_image_bytes)
-        return data
+        return raw_body(body, self.max_image_bytes)
 
     async def _run(
         self, user: str | None, entry: CatalogEntry, data: bytes, top_k: int | None

@@ -63,6 +63,19 @@ def header(name: str) -> str | None:
     return str(value) if value else None
 
 
+def is_raw_image() -> bool:
+    """The body is the image itself: neither a form nor JSON."""
+    media_type = str(current_request.headers.get("content-type", "")).lower()
+    return not media_type.startswith(("multipart/", "application/json"))
+
+
+def raw_body(body: Any, max_bytes: int) -> bytes:
+    """A raw image body as Connexion hands it over (bytes; text for some media types)."""
+    data = body.encode() if isinstance(body, str) else bytes(body or b"")
+    check_size(len(data), max_bytes)
+    return data
+
+
 class ModelsApi:
     def __init__(self, services: Services) -> None:
         self._services = services
@@ -129,14 +142,36 @@ class JobsApi:
 
     async def create_job(
         self,
-        body: dict[str, Any] | None = None,
+        body: Any = None,
         image: UploadFile | None = None,
         user: str | None = None,
+        *,
+        model: str | None = None,
+        name: str | None = None,
+        execute: bool | None = None,
+        top_k: int | None = None,
+        score_threshold: float | None = None,
     ) -> Answer:
-        fields = body or {}
-        data = None
-        options = fields.get("options") or {}
-        callback = fields.get("callback")
+        """A form (fields and the `image` file), JSON (no image), or a raw image body with
+        the fields as query parameters (no callback: that needs a form or JSON)."""
+        given = {"model": model, "name": name, "execute": execute}
+        options = {"top_k": top_k, "score_threshold": score_threshold}
+        query = {key: value for key, value in {**given, **options}.items() if value is not None}
+        data: bytes | None = None
+        callback = None
+        if is_raw_image():
+            if model is None:
+                raise _unusable_query("a raw image body needs the query parameter model", "model")
+            fields: dict[str, Any] = query
+            data = raw_body(body, self.max_image_bytes)
+            options = {key: value for key, value in options.items() if value is not None}
+        elif query:
+            names = ", ".join(sorted(query))
+            raise _unusable_query(f"query parameters ({names}) go with a raw image body only")
+        else:
+            fields = body or {}
+            options = fields.get("options") or {}
+            callback = fields.get("callback")
         name = fields.get("name")
         if image is not None:
             if image.size is not None:
@@ -344,6 +379,13 @@ def form_object(raw: object, validator: Draft4Validator, pointer: str) -> dict[s
         )
     assert isinstance(parsed, dict)
     return parsed
+
+
+def _unusable_query(detail: str, parameter: str | None = None) -> Problem:
+    """Each parameter is valid on its own (the spec checked it); together with this body
+    they are not: 422, like any other well-formed but unusable request."""
+    error = {"detail": detail, **({"parameter": parameter} if parameter else {})}
+    return Problem(422, detail, "invalid-parameter", errors=[error])
 
 
 def _instant(value: str | None, name: str) -> datetime | None:

@@ -48,7 +48,34 @@ class OutboxRelaying:
 
     async def drain_once(self) -> int:
         """Publish one batch of pending outboxes; returns how many jobs it looked at."""
-        pending = await self._pending()
+        moment = time.monotonic()
+        if moment - self._scanned_at < self.scan_interval:
+            return await self._relay(self.writes.take(self.batch_size))
+        self._scanned_at = moment
+        return await self._scan_while_relaying()
+
+    async def _scan_while_relaying(self) -> int:
+        """The recovery scan, and meanwhile what is handed over: a scan of a large store
+        takes seconds (the first one reads every open job), and new jobs must not wait for it.
+        A job published meanwhile may be found by the scan too: its events are acknowledged
+        by then, so they are only removed, not published again."""
+        scan = asyncio.ensure_future(self.store.pending_outboxes(self.batch_size))
+        looked_at = 0
+        try:
+            while not scan.done():
+                taken = self.writes.take(self.batch_size)
+                if taken:
+                    looked_at += await self._relay(taken)
+                    continue
+                self.writes.wakeup.clear()
+                written = asyncio.ensure_future(self.writes.wakeup.wait())
+                await asyncio.wait({scan, written}, return_when=asyncio.FIRST_COMPLETED)
+                written.cancel()
+        finally:
+            scan.cancel()  # only when this round itself was cancelled
+        return looked_at + await self._relay(scan.result())
+
+    async def _relay(self, pending: list[Outbox]) -> int:
         if not pending:
             return 0
         spans = [_relay_span(outbox) for outbox in pending]
@@ -64,21 +91,6 @@ class OutboxRelaying:
             with tracing.within(span):
                 await self._settle(outbox, outcomes)
         return len(pending)
-
-    async def _pending(self) -> list[Outbox]:
-        moment = time.monotonic()
-        if moment - self._scanned_at < self.scan_interval:
-            return self.writes.take(self.batch_size)
-        self._scanned_at = moment
-        # Written before the scan reads, so the scan finds these too: what it does not
-        # return (past its limit) is put back.
-        written = self.writes.take(len(self.writes))
-        found = await self.store.pending_outboxes(self.batch_size)
-        scanned = {outbox.job_id for outbox in found}
-        for outbox in written:
-            if outbox.job_id not in scanned:
-                self.writes.restore(outbox)
-        return found
 
     async def _settle(self, outbox: Outbox, outcomes: dict[str, str | None]) -> None:
         """Remove the delivered prefix of the job's outbox; keep the rest, in order."""
