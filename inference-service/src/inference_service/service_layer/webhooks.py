@@ -119,7 +119,7 @@ class WebhookDispatching:
     _subscriptions: tuple[float, list[Subscription]] = field(
         default_factory=lambda: (float("-inf"), []), init=False
     )
-    _secrets: dict[str, str] = field(default_factory=dict, init=False)
+    _secrets: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # signing keys
     _callbacks: OrderedDict[str, Callback | None] = field(default_factory=OrderedDict, init=False)
     _in_flight: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict, init=False)
 
