@@ -11,19 +11,19 @@ Document = dict[str, Any]
 _TIMEOUT_MS = 5000
 
 
+def _connection(settings: CommonSettings) -> dict[str, Any]:
+    """What both clients connect with."""
+    return {
+        "host": settings.mongodb_uri.get_secret_value(),
+        "tz_aware": True,
+        "serverSelectionTimeoutMS": _TIMEOUT_MS,
+        "connectTimeoutMS": _TIMEOUT_MS,
+    }
+
+
 def sync_client(settings: CommonSettings) -> MongoClient[Document]:
-    return MongoClient(
-        settings.mongodb_uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=_TIMEOUT_MS,
-        connectTimeoutMS=_TIMEOUT_MS,
-    )
+    return MongoClient(**_connection(settings))
 
 
 def async_client(settings: CommonSettings) -> AsyncMongoClient[Document]:
-    return AsyncMongoClient(
-        settings.mongodb_uri.get_secret_value(),
-        tz_aware=True,
-        serverSelectionTimeoutMS=_TIMEOUT_MS,
-        connectTimeoutMS=_TIMEOUT_MS,
-    )
+    return AsyncMongoClient(**_connection(settings))

@@ -13,6 +13,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
 from urllib.parse import SplitResult
@@ -60,23 +61,15 @@ def tls_context(ca_file: Path | None = None) -> ssl.SSLContext:
     return context
 
 
+@dataclass(eq=False)
 class SafeWebhookSender:
-    def __init__(
-        self,
-        policy: TargetPolicy,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        max_response_bytes: int,
-        resolver: Resolver = resolve,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.policy = policy
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.max_response_bytes = max_response_bytes
-        self._resolve = resolver
-        self._tls = tls or tls_context()
+    policy: TargetPolicy
+    _: KW_ONLY
+    connect_timeout: float
+    read_timeout: float
+    max_response_bytes: int
+    resolver: Resolver = resolve
+    tls: ssl.SSLContext = field(default_factory=tls_context)
 
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> Response:
         try:
@@ -121,7 +114,7 @@ class SafeWebhookSender:
         """Every address the host resolves to, each allowed; all of them, not only the one
         used: a mixed answer is a probe, not an accident."""
         try:
-            addresses = await asyncio.wait_for(self._resolve(host, port), self.connect_timeout)
+            addresses = await asyncio.wait_for(self.resolver(host, port), self.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise Refused(f"cannot resolve {host}: {exc or 'timed out'}") from None
         if not addresses:
@@ -140,7 +133,7 @@ class SafeWebhookSender:
         return await asyncio.open_connection(
             str(address),
             _port(parts),
-            ssl=self._tls if secure else None,
+            ssl=self.tls if secure else None,
             server_hostname=parts.hostname if secure else None,
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from connexion import request as current_request
@@ -42,10 +43,10 @@ def _is_form() -> bool:
     return str(current_request.headers.get("content-type", "")).startswith("multipart/")
 
 
+@dataclass(eq=False)
 class ClassifyApi:
-    def __init__(self, services: ClassifyServices, max_image_bytes: int) -> None:
-        self._services = services
-        self.max_image_bytes = max_image_bytes
+    services: ClassifyServices
+    max_image_bytes: int
 
     async def mnist(
         self,
@@ -57,7 +58,7 @@ class ClassifyApi:
         """Every problem with the input is 404, as the challenge's brief asks."""
         name = model or DEFAULT_DIGIT_MODEL
         try:
-            entry = self._services.catalog.get(name)
+            entry = self.services.catalog.get(name)
             if entry.spec.task != "classification" or entry.labels != DIGITS:
                 raise NotADigitModel(name)
             data = await self._image(body, image)
@@ -88,7 +89,7 @@ class ClassifyApi:
         user: str | None = None,
     ) -> Answer:
         try:
-            entry = self._services.catalog.get(model)
+            entry = self.services.catalog.get(model)
         except UnknownModel as exc:
             raise Problem(404, str(exc), "model-not-found") from None
         if entry.spec.task != "classification":
@@ -114,7 +115,7 @@ class ClassifyApi:
     async def _run(
         self, user: str | None, entry: CatalogEntry, data: bytes, top_k: int | None
     ) -> Job:
-        return await self._services.classifier.classify(
+        return await self.services.classifier.classify(
             NewJob(
                 owner=owner_of(user),
                 name="classify",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import KW_ONLY, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -76,41 +77,33 @@ def raw_body(body: Any, max_bytes: int) -> bytes:
     return data
 
 
+@dataclass(eq=False)
 class ModelsApi:
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    services: Services
 
     async def list_models(self) -> Answer:
-        return answer({"items": [entry.summary() for entry in self._services.catalog.entries()]})
+        return answer({"items": [entry.summary() for entry in self.services.catalog.entries()]})
 
     async def get_model(self, model: str) -> Answer:
         try:
-            return answer(self._services.catalog.get(model).detail())
+            return answer(self.services.catalog.get(model).detail())
         except UnknownModel as exc:
             raise Problem(404, str(exc), "model-not-found") from None
 
 
+@dataclass(eq=False)
 class JobsApi:
-    def __init__(
-        self,
-        services: Services,
-        base_path: str,
-        options_validator: Draft4Validator,
-        max_image_bytes: int,
-        *,
-        callback_validator: Draft4Validator,
-        targets: TargetPolicy,
-    ) -> None:
-        self._services = services
-        self.base_path = base_path
-        self.options_validator = options_validator
-        self.max_image_bytes = max_image_bytes
-        self.callback_validator = callback_validator
-        self.targets = targets
+    services: Services
+    base_path: str
+    options_validator: Draft4Validator
+    max_image_bytes: int
+    _: KW_ONLY
+    callback_validator: Draft4Validator
+    targets: TargetPolicy
 
     @property
     def service(self) -> JobService:
-        return self._services.service
+        return self.services.service
 
     def _view(self, job: Job) -> dict[str, Any]:
         return job_view(job, self.base_path)
@@ -203,7 +196,7 @@ class JobsApi:
         owner = owner_of(user)
         job = await self.service.get(owner, job_id)
         if wait > 0:
-            job = await self._services.classifier.wait(owner, job, wait)
+            job = await self.services.classifier.wait(owner, job, wait)
         return answer(self._view(job))
 
     async def delete_job(self, job_id: str, user: str | None = None) -> Response:
@@ -236,22 +229,16 @@ class JobsApi:
         return answer(result_view(await self.service.result(owner_of(user), job_id)))
 
 
+@dataclass(eq=False)
 class BatchesApi:
-    def __init__(
-        self,
-        services: Services,
-        base_path: str,
-        options_validator: Draft4Validator,
-        limits: BatchLimits,
-    ) -> None:
-        self._services = services
-        self.base_path = base_path
-        self.options_validator = options_validator
-        self.limits = limits
+    services: Services
+    base_path: str
+    options_validator: Draft4Validator
+    limits: BatchLimits
 
     @property
     def service(self) -> BatchService:
-        return self._services.batches
+        return self.services.batches
 
     def _view(self, progress: BatchProgress) -> dict[str, Any]:
         return batch_view(progress, self.base_path)
@@ -300,13 +287,13 @@ class BatchesApi:
         return StreamingResponse(jsonl(), media_type="application/jsonl")
 
 
+@dataclass(eq=False)
 class StreamsApi:
-    def __init__(self, services: Services, keepalive_seconds: float) -> None:
-        self._services = services
-        self.keepalive_seconds = keepalive_seconds
+    services: Services
+    keepalive_seconds: float
 
     def _live(self) -> LiveEvents:
-        live = self._services.live
+        live = self.services.live
         if live is None or not live.ready.is_set():
             raise Problem(
                 503, "live events are not available on this replica yet", "no-live-events"
@@ -319,7 +306,7 @@ class StreamsApi:
         # Subscribe before reading the job, so nothing falls between the read and the stream.
         subscription = live.subscribe(owner, job_id)
         try:
-            job = await self._services.service.get(owner, job_id)
+            job = await self.services.service.get(owner, job_id)
         except Exception:
             live.unsubscribe(subscription)
             raise

@@ -63,19 +63,10 @@ _TITLES: Final = {
 
 
 def problem(
-    status: int,
-    detail: str,
-    *,
-    slug: str | None = None,
-    type_uri: str | None = None,
-    title: str | None = None,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extensions: Any,
+    status: int, detail: str, *, headers: dict[str, str] | None = None, **fields: Any
 ) -> ConnexionResponse:
-    body = problem_body(
-        status, detail, slug=slug, type_uri=type_uri, title=title, instance=instance, **extensions
-    )
+    """A problem+json answer; `fields` are problem_body's (one place lists them)."""
+    body = problem_body(status, detail, **fields)
     return ConnexionResponse(
         status_code=status,
         mimetype=PROBLEM_JSON,

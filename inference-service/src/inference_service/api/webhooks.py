@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.responses import Response
@@ -43,14 +44,14 @@ def invalid_url(detail: str, pointer: str) -> Problem:
     )
 
 
+@dataclass(eq=False)
 class WebhooksApi:
-    def __init__(self, services: WebhookServices, base_path: str) -> None:
-        self._services = services
-        self.base_path = base_path
+    services: WebhookServices
+    base_path: str
 
     @property
     def webhooks(self) -> Webhooks:
-        return self._services.webhooks
+        return self.services.webhooks
 
     async def create_webhook(self, body: dict[str, Any], user: str | None = None) -> Answer:
         url, events = checked_target(self.webhooks.policy, body, "")

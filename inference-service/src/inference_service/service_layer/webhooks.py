@@ -15,6 +15,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Final
 
@@ -105,27 +106,22 @@ class Webhooks:
         return found, await self.store.deliveries(job_id)
 
 
+@dataclass(eq=False)
 class WebhookDispatching:
-    def __init__(
-        self,
-        store: WebhookStore,
-        jobs: JobStore,
-        sender: WebhookSender,
-        dead_letters: DeadLetters,
-        backoff: Backoff,
-        *,
-        max_job_attempts: int,
-    ) -> None:
-        self.store = store
-        self.jobs = jobs
-        self.sender = sender
-        self.dead_letters = dead_letters
-        self.backoff = backoff
-        self.max_job_attempts = max_job_attempts
-        self._subscriptions: tuple[float, list[Subscription]] = (float("-inf"), [])
-        self._secrets: dict[str, str] = {}
-        self._callbacks: OrderedDict[str, Callback | None] = OrderedDict()
-        self._in_flight: dict[str, tuple[asyncio.Lock, int]] = {}
+    store: WebhookStore
+    jobs: JobStore
+    sender: WebhookSender
+    dead_letters: DeadLetters
+    backoff: Backoff
+    _: KW_ONLY
+    max_job_attempts: int
+    # Cached for SUBSCRIPTIONS_TTL seconds: (when read, what was read).
+    _subscriptions: tuple[float, list[Subscription]] = field(
+        default_factory=lambda: (float("-inf"), []), init=False
+    )
+    _secrets: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # signing keys
+    _callbacks: OrderedDict[str, Callback | None] = field(default_factory=OrderedDict, init=False)
+    _in_flight: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict, init=False)
 
     async def handle(self, record: Record, stop: asyncio.Event) -> bool:
         """Deliver what the event owes; False when stopped before all of it was settled (the

@@ -158,24 +158,17 @@ class FolderLoop:
             await self.folding.dead_letters.close()
 
 
+@dataclass(eq=False)
 class WebhookLoop:
     """Job events from both topics (its own group); a batch's deliveries run together, and
     its offsets are committed once each delivery is settled (delivered or dead)."""
 
-    def __init__(
-        self,
-        dispatching: WebhookDispatching,
-        events: GroupRecords,
-        *,
-        batch_size: int,
-        poll_timeout: float = 0.5,
-        retry_backoff: float = 1.0,
-    ) -> None:
-        self.dispatching = dispatching
-        self.events = events
-        self.batch_size = batch_size
-        self.poll_timeout = poll_timeout
-        self.retry_backoff = retry_backoff
+    dispatching: WebhookDispatching
+    events: GroupRecords
+    _: KW_ONLY
+    batch_size: int
+    poll_timeout: float = 0.5
+    retry_backoff: float = 1.0
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
