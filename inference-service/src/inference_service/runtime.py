@@ -205,6 +205,8 @@ class Runtime:
                     settings.topic_dead_letter,
                 ),
                 self.metrics,
+                images=images,
+                retention=self.retention if settings.run_purger else None,
             )
             folder = FolderLoop(
                 folding,

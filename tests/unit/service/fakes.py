@@ -339,8 +339,10 @@ class Wired:
     webhooks: Webhooks
 
 
-# Images removed once a job finished, results kept an hour.
-RETENTION = RetentionPolicy(image_seconds=0.0, result_seconds=3600.0)
+# Images kept a moment after their job finished (so that the sweep, not the fold, removes
+# them), results an hour. `wire(retention=AT_ONCE)` is the default setting's policy.
+RETENTION = RetentionPolicy(image_seconds=0.5, result_seconds=3600.0)
+AT_ONCE = RetentionPolicy(image_seconds=0.0, result_seconds=3600.0)
 
 
 def wire(
@@ -379,7 +381,9 @@ def wire(
         service=service,
         batch_store=batch_store,
         batches=BatchService(batch_port, service, file_problem),
-        folding=ResultFolding(writer, schemas, policy, letters, metrics),
+        folding=ResultFolding(
+            writer, schemas, policy, letters, metrics, images=image_store, retention=retention
+        ),
         sweeping=DeadlineSweeping(writer, policy, metrics),
         purging=RetentionSweeping(writer, image_store, retention, metrics, batch_size=10),
         relaying=OutboxRelaying(

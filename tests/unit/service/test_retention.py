@@ -21,7 +21,7 @@ from inference_service.domain.job import Job, JobResult, RetentionPolicy
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.service_layer.jobs import JobNotFound, Purged
 from tests.unit.service.builders import jpeg, new_job, record
-from tests.unit.service.fakes import RETENTION, Wired, wire
+from tests.unit.service.fakes import AT_ONCE, RETENTION, Wired, wire
 from tests.unit.service.test_job import AT, POLICY, TRACE, created, queued
 
 SCHEMAS = EventSchemas(Path(__file__).resolve().parents[3] / "openapi" / "asyncapi.yaml")
@@ -152,6 +152,40 @@ def test_the_sweep_removes_the_bytes_then_answers_gone_and_announces_it() -> Non
     asyncio.run(wired.relaying.drain_once())
     purges = [e for e in wired.publisher.published if e.type is EventType.PURGED]
     assert [removed(event) for event in purges] == [["image"], ["result"]]
+
+
+def test_by_default_the_fold_removes_a_done_jobs_image_with_no_later_write() -> None:
+    wired = wire(retention=AT_ONCE)
+    job = finished(wired, jpeg())
+    assert job.image is not None and job.image_deleted_at is not None
+    with pytest.raises(ImageMissing):
+        wired.images.get(job.image.uri)
+    with pytest.raises(Purged, match="image was removed"):
+        asyncio.run(wired.service.image("alice", job.id))
+    assert asyncio.run(wired.service.result("alice", job.id)).result is not None
+    writes = wired.store.writes
+    assert sweep(wired) == 0 and wired.store.writes == writes  # nothing left for the sweep
+    assert not [e for e in wired.store.outbox_of(job.id) if e.type is EventType.PURGED]
+
+
+def test_the_fold_leaves_a_kept_image_and_one_it_cannot_remove_to_the_sweep() -> None:
+    wired = wire(retention=AT_ONCE)
+    kept = finished(wired, jpeg(), keep_image=True)
+    assert kept.image is not None and kept.image_deleted_at is None
+    assert wired.images.get(kept.image.uri)
+    job, _ = asyncio.run(wired.service.create(new_job(image=jpeg((9, 9)))))
+    assert job.image is not None
+    wired.images.unavailable.add(job.image.uri)
+    request = wired.store.outbox_of(job.id)[-1].cloudevent().get_data()
+    assert isinstance(request, dict)
+    asyncio.run(wired.folding.fold([record(EventType.COMPLETED, request)]))
+    stuck = wired.store.stored[job.id].job
+    assert stuck.status is JobStatus.DONE and stuck.image_deleted_at is None
+    wired.images.unavailable.clear()
+    assert sweep(wired) == 1  # the sweep removes it, and announces it
+    assert stuck.image is not None
+    with pytest.raises(ImageMissing):
+        wired.images.get(stuck.image.uri)
 
 
 def test_bytes_another_live_job_shares_are_never_removed() -> None:

@@ -100,6 +100,11 @@ class RetentionPolicy:
     def results_before(self, at: datetime) -> datetime:
         return at - timedelta(seconds=self.result_seconds)
 
+    @property
+    def images_at_once(self) -> bool:
+        """Images go as their job is done: the fold removes them, not a later sweep."""
+        return self.image_seconds <= 0
+
 
 @dataclass(frozen=True)
 class JobFilter:
@@ -277,12 +282,18 @@ class Job:
             return None
         return self._change(Action.START, updated_at=at, applied_events=self._applied(event_id))
 
-    def complete(self, event_id: str, result: JobResult, at: datetime) -> Change | None:
+    def complete(
+        self, event_id: str, result: JobResult, at: datetime, *, drop_image: bool = False
+    ) -> Change | None:
+        """`drop_image`: the image goes with this change (the retention policy removes images
+        once their job is done, and this job did not ask to keep its own); the caller removes
+        the bytes. No `purged` event: `completed` and `image_deleted_at` say it."""
         # Any attempt of this job may deliver the answer, even one given up on.
         if not self._applies(Action.COMPLETE, event_id):
             return None
         if result.execution_id not in self.execution_ids:
             return None
+        dropped = {"image_deleted_at": at} if drop_image and self.drops_image_when_done else {}
         return self._change(
             Action.COMPLETE,
             result=result,
@@ -290,6 +301,7 @@ class Job:
             deadline=None,
             updated_at=at,
             applied_events=self._applied(event_id),
+            **dropped,
         )
 
     def fail(
@@ -360,6 +372,10 @@ class Job:
     def holds_image(self) -> bool:
         """Its image's bytes are (still) in the image store."""
         return self.image is not None and self.image_deleted_at is None
+
+    @property
+    def drops_image_when_done(self) -> bool:
+        return self.holds_image and not self.keep_image
 
     def due_for_purge(self, at: datetime, policy: RetentionPolicy) -> tuple[str, ...]:
         """What retention removes at `at`: `image`, `result`, both or nothing. Only a finished

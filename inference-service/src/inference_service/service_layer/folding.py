@@ -9,6 +9,7 @@ ours goes to the dead-letter topic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -20,9 +21,17 @@ from typing import Any, Final
 from inference_common import tracing
 from inference_common.contracts import EventSchemas
 from inference_common.events import Envelope, EventType, InvalidEvent, from_record
+from inference_common.image_store import ImageStore, ImageStoreError
 from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import as_utc, now
-from inference_service.domain.job import Change, Job, JobError, JobResult, RetryPolicy
+from inference_service.domain.job import (
+    Change,
+    Job,
+    JobError,
+    JobResult,
+    RetentionPolicy,
+    RetryPolicy,
+)
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import DeadLetters, JobStore, Record
@@ -52,6 +61,10 @@ class ResultFolding:
     policy: RetryPolicy
     dead_letters: DeadLetters
     metrics: ServiceMetrics
+    # With both, a done job's image is removed as its result is folded, when the retention
+    # policy removes images at once: no later sweep, write and event for it.
+    images: ImageStore | None = None
+    retention: RetentionPolicy | None = None
     counts: dict[Outcome, int] = field(
         default_factory=lambda: dict.fromkeys(Outcome, 0), init=False
     )
@@ -112,16 +125,15 @@ class ResultFolding:
 
     async def _fold_and_save(self, job_id: str, envelopes: list[Envelope]) -> Change | None:
         """The change saved (None when nothing changed)."""
+        drop_image = self.images is not None and (
+            self.retention is not None and self.retention.images_at_once
+        )
         for _ in range(_CAS_ATTEMPTS):
             job = await self.jobs.get(job_id)
-            folded: Change | None = None
-            outcomes: list[tuple[Envelope, JobStatus | None]] = []
-            for envelope in envelopes:
-                current = folded.after if folded else job
-                change = self._apply(current, envelope) if current is not None else None
-                outcomes.append((envelope, change.after.status if change else None))
-                if change is not None:
-                    folded = folded.then(change) if folded else change
+            folded, outcomes = self._folded(job, envelopes, drop_image)
+            if folded is not None and _drops_image(folded) and not await self._remove(folded):
+                # The store failed: the job keeps its image, the retention sweep removes it.
+                folded, outcomes = self._folded(job, envelopes, drop_image=False)
             if folded is None or await self.writer.save(folded):
                 for envelope, entered in outcomes:
                     outcome = Outcome.IGNORED if entered is None else Outcome.APPLIED
@@ -130,7 +142,36 @@ class ResultFolding:
                 return folded
         raise RuntimeError(f"job {job_id}: kept changing under the result folder")
 
-    def _apply(self, job: Job, envelope: Envelope) -> Change | None:
+    def _folded(
+        self, job: Job | None, envelopes: list[Envelope], drop_image: bool
+    ) -> tuple[Change | None, list[tuple[Envelope, JobStatus | None]]]:
+        """The job's events applied in order, as one change, and what each did."""
+        folded: Change | None = None
+        outcomes: list[tuple[Envelope, JobStatus | None]] = []
+        for envelope in envelopes:
+            current = folded.after if folded else job
+            change = self._apply(current, envelope, drop_image) if current is not None else None
+            outcomes.append((envelope, change.after.status if change else None))
+            if change is not None:
+                folded = folded.then(change) if folded else change
+        return folded, outcomes
+
+    async def _remove(self, change: Change) -> bool:
+        """The image's bytes, before the save that says they are gone: a crash in between
+        leaves a job whose result is folded again from Kafka, and no bytes behind."""
+        assert self.images is not None and change.before is not None
+        image = change.before.image
+        assert image is not None
+        try:
+            await asyncio.to_thread(self.images.delete, image.uri)
+        except ImageStoreError as exc:
+            log.warning("cannot remove the done job's image now: %s", exc)
+            return False
+        if self.retention is not None:
+            self.metrics.purged.labels("image").inc()
+        return True
+
+    def _apply(self, job: Job, envelope: Envelope, drop_image: bool = False) -> Change | None:
         data = envelope.data
         at = now()
         if envelope.type is EventType.STARTED:
@@ -145,7 +186,7 @@ class ResultFolding:
                 timings=data["timings"],
                 completed_at=_time(data["completed_at"]),
             )
-            return job.complete(envelope.id, result, at)
+            return job.complete(envelope.id, result, at, drop_image=drop_image)
         error = data["error"]
         return job.fail(
             envelope.id,
@@ -160,6 +201,10 @@ class ResultFolding:
     def _count(self, kind: str, outcome: Outcome) -> None:
         self.counts[outcome] += 1
         self.metrics.results_folded.labels(kind, outcome.value).inc()
+
+
+def _drops_image(change: Change) -> bool:
+    return change.before is not None and change.before.holds_image and not change.after.holds_image
 
 
 def _record_job_span(job: Job) -> None:
