@@ -22,7 +22,7 @@ from inference_service.domain.job import (
     RetryPolicy,
     StoredImage,
 )
-from inference_service.ports import StoreUnavailable
+from inference_service.ports import Outbox, StoreUnavailable
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = RetryPolicy(3, 60)
@@ -30,12 +30,15 @@ POLICY = RetryPolicy(3, 60)
 
 class DyingDocuments:
     """Applies `$set` by `_id` alone; after `die()` a write lands but raises, as a killed
-    server's reply would. Counts the reads."""
+    server's reply would; while `replies` is clear a write lands and its reply waits, as on
+    a loaded machine. Counts the reads."""
 
     def __init__(self) -> None:
         self.documents: dict[str, Document] = {}
         self.dying = False
         self.reads = 0
+        self.replies = asyncio.Event()
+        self.replies.set()
 
     async def find_one(
         self, doc_id: str, projection: Mapping[str, int] | None = None
@@ -65,6 +68,7 @@ class DyingDocuments:
         document.update(update.get("$set", {}))
         for name, each in update.get("$push", {}).items():
             document[name] = document.get(name, []) + each["$each"]
+        await self.replies.wait()
         self._answer()
         return dict(document)
 
@@ -169,5 +173,50 @@ def test_finished_jobs_holding_content_are_found_for_retention_without_a_scan() 
         due = NOW + timedelta(hours=2)
         assert [j.id for j in await jobs.purgeable(due, retention, 10)] == ["j4"]
         assert collection.reads == 0  # answered from what this process wrote
+
+    asyncio.run(scenario())
+
+
+async def cancel_stored_unanswered(
+    jobs: FerretDbJobStore, collection: DyingDocuments, job_id: str
+) -> asyncio.Task[Outbox | None]:
+    """A job cancelled by a write that the database stored and has not answered yet."""
+    change = queued(job_id)
+    await jobs.add(change)
+    collection.replies.clear()
+    writing = asyncio.create_task(jobs.save(change.after.cancel("c", NOW, "")))
+    while collection.documents[job_id]["status"] != "CANCELLED":
+        await asyncio.sleep(0)
+    return writing
+
+
+def test_a_read_during_a_write_that_landed_waits_for_its_reply() -> None:
+    """Seen under load: the folder's DONE was in the database, its reply not yet read, and
+    `GET /result` answered 409 QUEUED from the copy from before the write."""
+
+    async def scenario() -> None:
+        jobs, collection = store()
+        writing = await cancel_stored_unanswered(jobs, collection, "j4")
+        reading = asyncio.create_task(jobs.get("j4"))
+        await asyncio.sleep(0)
+        collection.replies.set()
+        assert await writing is not None
+        read = await reading
+        assert read is not None and read.status.value == "CANCELLED"
+
+    asyncio.run(scenario())
+
+
+def test_a_write_cancelled_before_its_reply_is_read_again() -> None:
+    """It may have landed, as when the reply never comes: the copy from before it is dropped."""
+
+    async def scenario() -> None:
+        jobs, collection = store()
+        writing = await cancel_stored_unanswered(jobs, collection, "j5")
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+        read = await jobs.get("j5")
+        assert read is not None and read.status.value == "CANCELLED"
 
     asyncio.run(scenario())

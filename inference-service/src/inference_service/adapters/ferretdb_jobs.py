@@ -10,7 +10,7 @@ evaluates anything else in Go over every document (docs/architecture.md). So her
   atomic again, and goes by `_id` alone; its other conditions are checked here, against the
   document as this process last wrote it (or read by `_id` when it does not know it);
 - a read of a document this process wrote is answered from what it wrote: no other writer
-  can have changed it since;
+  can have changed it since (a read that meets a write of it in flight waits for its answer);
 - the relay's and the sweepers' questions (which jobs have events to publish, which are past
   their deadline, which finished jobs hold an image or a result retention may remove) are
   answered from this process's own writes, after one scan at start.
@@ -177,7 +177,12 @@ class CheckedDocuments:
         self, doc_id: str, projection: Mapping[str, int] | None = None
     ) -> Document | None:
         """The document as this process last wrote it (no other writer has written since),
-        else read by `_id`."""
+        else read by `_id`. A write of it in flight is waited for: the database may hold it
+        already (others can see it there), so the copy from before it is no answer."""
+        lock = self._locks(doc_id)
+        if lock.locked():
+            async with lock:
+                pass
         known = self._known.get(doc_id)
         if known is not None:
             return _projected(known, projection)
@@ -247,7 +252,7 @@ class CheckedDocuments:
     def _doubt_on_error(self, doc_id: str) -> Iterator[None]:
         try:
             yield
-        except StoreError:
+        except (StoreError, asyncio.CancelledError):
             # It may have landed: read it again before trusting what is known.
             self._known.pop(doc_id, None)
             if self.open_jobs is not None:
