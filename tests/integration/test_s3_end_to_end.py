@@ -71,6 +71,8 @@ def test_a_job_posted_to_the_api_runs_on_its_image_in_s3_and_takes_it_along_when
         def post(image: bytes, media_type: str, execute: bool) -> str:
             files = {"image": ("upload", image, media_type)}
             form = {"model": "mobilenet-v2-imagenet-quant", "execute": str(execute).lower()}
+            # A done job's image goes with its result unless the job keeps it (retention).
+            form["keep_image"] = "true"
             response = api.post("/jobs", files=files, data=form)
             assert response.status_code == 201, response.text
             return str(response.json()["id"])
