@@ -77,6 +77,10 @@ def api_url(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         "OPENAPI_DIR": str(ROOT / "openapi"),
         "EXECUTOR_HTTP_PORT": "0",
         "EXECUTOR_WORKERS": "2",
+        # The demo scenario's webhook receiver listens on loopback over http, as under
+        # `make serve`.
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
     }
     url = f"http://127.0.0.1:{port}/api/v1/inference"
     service_log, executor_log = tmp_path / "service.log", tmp_path / "executor.log"
