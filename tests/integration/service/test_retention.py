@@ -176,8 +176,15 @@ def test_two_replicas_sweep_at_once_and_each_job_is_purged_once(
     if on_ferretdb:
         pytest.skip("FerretDB 1.24 is not atomic: one replica only there (TEST_MONGODB=atomic)")
     group = f"test-folder-{uuid.uuid4().hex[:8]}"
+    # Images kept a moment after their job is done, so that the sweeps remove them (with no
+    # retention period the fold removes a done job's image itself, without a sweep).
     a, b = (
-        service_settings(folder_group_id=group, run_live=False, purge_interval_seconds=0.1)
+        service_settings(
+            folder_group_id=group,
+            run_live=False,
+            purge_interval_seconds=0.1,
+            image_retention_seconds=0.5,
+        )
         for _ in "ab"
     )
     replicas = [start_service(settings) for settings in (a, b)]
