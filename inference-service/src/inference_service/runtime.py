@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from inference_common.contracts import EventSchemas
 from inference_common.kafka import (
@@ -65,6 +66,19 @@ class NotStarted(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Started:
+    """What start() opens and the API reads; stop() closes it and drops it as a whole."""
+
+    service: JobService
+    batches: BatchService
+    classifier: Classifier
+    webhooks: Webhooks
+    mongo: MongoConnection
+    admin: KafkaAdmin
+    replica: ReplicaSlot
+
+
 class Runtime:
     """Starts and stops everything the process runs; the API reads its services from here."""
 
@@ -85,19 +99,13 @@ class Runtime:
         )
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._mongo: MongoConnection | None = None
-        self._admin: KafkaAdmin | None = None
+        self._started: Started | None = None
         self._kafka_checked: tuple[float, bool] = (0.0, False)
-        self._service: JobService | None = None
-        self._batches: BatchService | None = None
-        self._classifier: Classifier | None = None
-        self._webhooks: Webhooks | None = None
         self.relay: RelayLoop | None = None
         self.folding: ResultFolding | None = None
         self.sweeping: DeadlineSweeping | None = None
         self.purging: RetentionSweeping | None = None
         self._live: LiveEvents | None = None
-        self._replica: ReplicaSlot | None = None
 
     # --- what the API reads ---
 
@@ -106,28 +114,26 @@ class Runtime:
         return self._catalog
 
     @property
-    def service(self) -> JobService:
-        if self._service is None:
+    def started(self) -> Started:
+        if self._started is None:
             raise NotStarted("the service has not started")
-        return self._service
+        return self._started
+
+    @property
+    def service(self) -> JobService:
+        return self.started.service
 
     @property
     def batches(self) -> BatchService:
-        if self._batches is None:
-            raise NotStarted("the service has not started")
-        return self._batches
+        return self.started.batches
 
     @property
     def classifier(self) -> Classifier:
-        if self._classifier is None:
-            raise NotStarted("the service has not started")
-        return self._classifier
+        return self.started.classifier
 
     @property
     def webhooks(self) -> Webhooks:
-        if self._webhooks is None:
-            raise NotStarted("the service has not started")
-        return self._webhooks
+        return self.started.webhooks
 
     @property
     def live(self) -> LiveEvents | None:
@@ -140,8 +146,8 @@ class Runtime:
         self._stop.clear()
         # Named like its previous life: the folder's partitions and the relay's lease come back
         # at once after a crash, instead of after a session timeout or the lease's expiry.
-        replica = self._replica = ReplicaSlot.claim(settings, settings.folder_group_id)
-        mongo = self._mongo = MongoConnection(settings, settings.mongodb_database)
+        replica = ReplicaSlot.claim(settings, settings.folder_group_id)
+        mongo = MongoConnection(settings, settings.mongodb_database)
         store = await mongo.job_store()
         images = mongo.image_store()
         webhook_store = await mongo.webhook_store()
@@ -149,7 +155,7 @@ class Runtime:
         writer = JobWriter(
             store, outbox=self.outbox_writes, settled=self.settled, metrics=self.metrics
         )
-        service = self._service = JobService(
+        service = JobService(
             writer,
             images,
             self._catalog,
@@ -158,14 +164,21 @@ class Runtime:
             replica=replica.name,
             webhooks=webhook_store,
         )
-        self._batches = BatchService(mongo.batch_store(), service, file_problem)
-        self._webhooks = Webhooks(webhook_store, service, targets)
-        self._classifier = Classifier(
+        self._started = Started(
             service,
-            self.settled,
-            WaitPolicy(settings.classify_timeout_seconds, settings.classify_poll_interval_seconds),
+            BatchService(mongo.batch_store(), service, file_problem),
+            Classifier(
+                service,
+                self.settled,
+                WaitPolicy(
+                    settings.classify_timeout_seconds, settings.classify_poll_interval_seconds
+                ),
+            ),
+            Webhooks(webhook_store, service, targets),
+            mongo,
+            KafkaAdmin(client_config(settings)),
+            replica,
         )
-        self._admin = KafkaAdmin(client_config(settings))
         self._spawn("topics", self._ensure_topics)
         if settings.run_relay:
             relaying = OutboxRelaying(
@@ -296,17 +309,10 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
-        if self._mongo is not None:
-            await self._mongo.close()
-            self._mongo = None
-        if self._replica is not None:
-            self._replica.close()
-            self._replica = None
-        self._service = None
-        self._batches = None
-        self._classifier = None
-        self._webhooks = None
-        self._admin = None
+        started, self._started = self._started, None
+        if started is not None:
+            await started.mongo.close()
+            started.replica.close()
 
     def end_streams(self) -> None:
         """On SIGTERM: let open event streams finish so the server can drain quickly."""
@@ -316,14 +322,16 @@ class Runtime:
     # --- readiness ---
 
     async def ready(self) -> dict[str, bool]:
-        mongo = await self._mongo.ping() if self._mongo is not None else False
-        return {"mongodb": mongo, "kafka": await self._kafka_ok()}
+        started = self._started
+        if started is None:
+            return {"mongodb": False, "kafka": False}
+        return {"mongodb": await started.mongo.ping(), "kafka": await self._kafka_ok(started.admin)}
 
-    async def _kafka_ok(self) -> bool:
+    async def _kafka_ok(self, admin: KafkaAdmin) -> bool:
         checked_at, ok = self._kafka_checked
-        if time.monotonic() - checked_at < 2.0 or self._admin is None:
-            return ok and self._admin is not None
-        ok = await self._admin.reachable()
+        if time.monotonic() - checked_at < 2.0:
+            return ok
+        ok = await admin.reachable()
         self._kafka_checked = (time.monotonic(), ok)
         return ok
 

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    FilePath,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from inference_common.settings import CommonSettings
 
@@ -22,70 +32,70 @@ class ServiceSettings(CommonSettings):
     # Check every JSON response against the spec (tests turn it on; it costs time per request).
     validate_responses: bool = False
 
-    max_image_bytes: int = Field(default=10 * MB, gt=0)
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_image_bytes: PositiveInt = 10 * MB
+    max_image_pixels: PositiveInt = 40_000_000
     # POST /batches: files per batch (multipart parts or archive members) and their bytes in
     # all; each image also within the two limits above.
-    batch_max_files: int = Field(default=1000, ge=1)
-    batch_max_bytes: int = Field(default=256 * MB, gt=0)
+    batch_max_files: PositiveInt = 1000
+    batch_max_bytes: PositiveInt = 256 * MB
     # Per client (API key owner, else remote address), per replica; 0 turns the limit off.
     # Well above what the simulator, `make demo` and the benchmarks send (docs/configuration.md).
-    rate_limit_per_second: float = Field(default=1000.0, ge=0)
-    rate_limit_burst: int = Field(default=2000, ge=1)
+    rate_limit_per_second: NonNegativeFloat = 1000.0
+    rate_limit_burst: PositiveInt = 2000
 
-    execution_deadline_seconds: float = Field(default=60.0, gt=0)
-    max_attempts: int = Field(default=3, ge=1)
-    sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    execution_deadline_seconds: PositiveFloat = 60.0
+    max_attempts: PositiveInt = 3
+    sweep_interval_seconds: PositiveFloat = 5.0
 
     # Retention (docs/retention.md), counted from when a job finished. Images: removed at the
     # first retention sweep after that, unless the job asked to keep its image. Results (and
     # images kept): a week, so a client that polls, a batch fetched after a weekend and a
     # support question a few days later still find them, while nothing piles up for good.
-    image_retention_seconds: float = Field(default=0.0, ge=0)
-    result_retention_seconds: float = Field(default=7 * DAY, gt=0)
-    purge_interval_seconds: float = Field(default=10.0, gt=0)
+    image_retention_seconds: NonNegativeFloat = 0.0
+    result_retention_seconds: PositiveFloat = 7 * DAY
+    purge_interval_seconds: PositiveFloat = 10.0
     # Jobs per sweep: each costs an image delete and two job writes (the purge, the relay's).
-    purge_batch_size: int = Field(default=200, ge=1)
+    purge_batch_size: PositiveInt = 200
 
     # The recovery scan (written jobs are read by _id as they are written): every job is
     # decoded on FerretDB, so not every second.
-    relay_poll_interval_seconds: float = Field(default=5.0, gt=0)
-    relay_batch_size: int = Field(default=500, ge=1)
-    relay_lease_seconds: float = Field(default=30.0, gt=0)
+    relay_poll_interval_seconds: PositiveFloat = 5.0
+    relay_batch_size: PositiveInt = 500
+    relay_lease_seconds: PositiveFloat = 30.0
     # How long the producer keeps retrying one event before the relay tries it again later;
     # well under the lease, so a lease never lapses while a batch is in flight.
     relay_delivery_timeout_ms: int = Field(default=10_000, ge=100)
-    relay_linger_ms: int = Field(default=5, ge=0)
+    relay_linger_ms: NonNegativeInt = 5
 
     folder_group_id: str = "inference-service-folder"
-    folder_batch_size: int = Field(default=200, ge=1)
+    folder_batch_size: PositiveInt = 200
     # A `started` waits this long for its job's outcome, so both are folded in one write.
-    folder_linger_ms: int = Field(default=50, ge=0)
+    folder_linger_ms: NonNegativeInt = 50
 
     # POST /mnist/classify and /models/{model}/classify wait this long for the job (504 after).
-    classify_timeout_seconds: float = Field(default=10.0, gt=0)
+    classify_timeout_seconds: PositiveFloat = 10.0
     # Their re-read of the job, and the long poll's (GET /jobs/{id}?wait=), when no in-process
     # notification came (folded by another replica, failed by the sweeper).
-    classify_poll_interval_seconds: float = Field(default=2.0, gt=0)
+    classify_poll_interval_seconds: PositiveFloat = 2.0
 
     # One JSON line per HTTP request (method, route, status, duration, trace id). Off by
     # default: the request metrics count every request, and pollers would flood the log.
     access_log: bool = False
 
-    sse_keepalive_seconds: float = Field(default=15.0, gt=0)
-    sse_queue_size: int = Field(default=1000, ge=1)
+    sse_keepalive_seconds: PositiveFloat = 15.0
+    sse_queue_size: PositiveInt = 1000
 
     # Webhooks (docs/api.md): the dispatcher's group, its attempts and what it may reach.
     webhook_group_id: str = "inference-service-webhooks"
     # Attempts per delivery; the wait after attempt n is random, up to base·2^(n-1) (capped).
-    webhook_max_attempts: int = Field(default=6, ge=1)
-    webhook_backoff_seconds: float = Field(default=1.0, gt=0)
-    webhook_backoff_max_seconds: float = Field(default=60.0, gt=0)
-    webhook_connect_timeout_seconds: float = Field(default=3.0, gt=0)
-    webhook_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: PositiveInt = 6
+    webhook_backoff_seconds: PositiveFloat = 1.0
+    webhook_backoff_max_seconds: PositiveFloat = 60.0
+    webhook_connect_timeout_seconds: PositiveFloat = 3.0
+    webhook_read_timeout_seconds: PositiveFloat = 10.0
     webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
     # Events whose deliveries run at once (one consumed batch).
-    webhook_concurrency: int = Field(default=32, ge=1)
+    webhook_concurrency: PositiveInt = 32
     # Off in production: targets are `https` on public addresses only (tests and the demo
     # turn these on for a receiver on loopback).
     webhook_allow_http: bool = False

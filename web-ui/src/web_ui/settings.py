@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_URL: Final = "http://127.0.0.1:8080/api/v1/inference"
@@ -30,8 +30,8 @@ class UiSettings(BaseSettings):
     request_timeout_s: float = Field(
         default=10.0, gt=0, validation_alias=AliasChoices("web_ui_request_timeout_s")
     )
-    max_image_bytes: int = Field(default=10 * MIB, gt=0)
-    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_image_bytes: PositiveInt = 10 * MIB
+    max_image_pixels: PositiveInt = 40_000_000
 
     @property
     def max_upload_mb(self) -> int:

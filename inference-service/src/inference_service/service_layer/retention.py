@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from inference_common.image_store import ImageStore, ImageStoreError
@@ -25,20 +26,13 @@ from inference_service.service_layer.writer import JobWriter
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class RetentionSweeping:
-    def __init__(
-        self,
-        writer: JobWriter,
-        images: ImageStore,
-        policy: RetentionPolicy,
-        metrics: ServiceMetrics,
-        batch_size: int = 200,
-    ) -> None:
-        self.writer = writer
-        self.images = images
-        self.policy = policy
-        self.metrics = metrics
-        self.batch_size = batch_size
+    writer: JobWriter
+    images: ImageStore
+    policy: RetentionPolicy
+    metrics: ServiceMetrics
+    batch_size: int = 200
 
     async def sweep_once(self, at: datetime | None = None) -> int:
         """Purge one batch of what is due at `at` (now); returns how many jobs changed."""

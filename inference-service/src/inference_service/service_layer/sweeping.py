@@ -9,6 +9,7 @@ so only one of them wins.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import now
@@ -19,18 +20,12 @@ from inference_service.service_layer.writer import JobWriter
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False)
 class DeadlineSweeping:
-    def __init__(
-        self,
-        writer: JobWriter,
-        policy: RetryPolicy,
-        metrics: ServiceMetrics,
-        batch_size: int = 200,
-    ) -> None:
-        self.writer = writer
-        self.policy = policy
-        self.metrics = metrics
-        self.batch_size = batch_size
+    writer: JobWriter
+    policy: RetryPolicy
+    metrics: ServiceMetrics
+    batch_size: int = 200
 
     async def sweep_once(self) -> int:
         """Handle every overdue job once; returns how many changed."""
