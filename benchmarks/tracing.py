@@ -53,7 +53,7 @@ from inference_service.domain import events
 from inference_service.domain.job import Job
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import Outbox
-from inference_service.service_layer import folding, relaying
+from inference_service.service_layer import relaying, writer
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / ".cache" / "assets"
@@ -145,14 +145,14 @@ def _service_part(app: ASGIApp, job: Job) -> None:
     asyncio.run(_request(app))
     created = events.created(job, job.traceparent)
     outbox = Outbox(job.id, (created, created), deleted=False, image_uri=None)
-    span = relaying._relay_span(outbox)
+    span = relaying._relay_span(outbox.job_id, list(outbox.events))
     [relaying._continuing(event, span) for event in outbox.events]
     with tracing.within(span):
         pass
     with tracing.span("fold", parent=job.traceparent, kind=tracing.SpanKind.CONSUMER):
         pass
     if tracing.enabled():
-        folding._record_job_span(job)
+        writer._record_job_span(job)
 
 
 def _request_record(data: bytes, model: str) -> KafkaRecord:

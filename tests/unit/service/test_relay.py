@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 from inference_common.events import EventType
 from inference_common.tracecontext import Span
 from tests.unit.service.builders import new_job
@@ -71,3 +73,18 @@ def test_new_jobs_are_published_while_the_recovery_scan_is_still_reading() -> No
         assert await drain == 1
 
     asyncio.run(scenario())
+
+
+def test_events_handed_over_again_after_they_went_out_are_not_published_or_traced_again(
+    spans: InMemorySpanExporter,
+) -> None:
+    # The recovery scan may find a job whose events the relay is publishing meanwhile.
+    wired = wire()
+    asyncio.run(wired.relaying.drain_once())
+    asyncio.run(wired.service.create(new_job()))
+    [outbox] = wired.writes.take(1)
+    for _ in range(2):
+        wired.writes(outbox)
+        asyncio.run(wired.relaying.drain_once())
+    assert len(wired.publisher.published) == 2  # created, execution_requested: once each
+    assert [s.name for s in spans.get_finished_spans()].count("outbox.relay") == 1

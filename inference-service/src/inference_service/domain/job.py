@@ -314,8 +314,10 @@ class Job:
         attempt: int,
         policy: RetryPolicy,
         at: datetime,
+        traceparent: str | None = None,
     ) -> Change | None:
-        """FAILED, or QUEUED again when the failure may be retried."""
+        """FAILED, or QUEUED again when the failure may be retried (the new attempt's events
+        carry `traceparent`: the span that decided it, when there is one)."""
         if not self._applies(Action.FAIL, event_id) or execution_id != self.execution_id:
             return None
         if retryable and policy.may_retry(attempt):
@@ -323,7 +325,7 @@ class Job:
                 Action.RETRY,
                 at,
                 policy,
-                child_traceparent(self.traceparent),
+                traceparent or child_traceparent(self.traceparent),
                 applied_events=self._applied(event_id),
             )
         return self._change(
@@ -344,16 +346,18 @@ class Job:
             and self.deadline < at
         )
 
-    def retry(self, at: datetime, policy: RetryPolicy) -> Change:
-        """Attempt n+1, announced by a new execution_requested."""
+    def retry(self, at: datetime, policy: RetryPolicy, traceparent: str | None = None) -> Change:
+        """Attempt n+1, announced by a new execution_requested (carrying `traceparent`, the
+        span that decided it, else a child of the job's latest)."""
         require(self.id, Action.RETRY, self.status)
-        return self._new_execution(Action.RETRY, at, policy, child_traceparent(self.traceparent))
+        trace = traceparent or child_traceparent(self.traceparent)
+        return self._new_execution(Action.RETRY, at, policy, trace)
 
-    def expire(self, at: datetime, policy: RetryPolicy) -> Change:
+    def expire(self, at: datetime, policy: RetryPolicy, traceparent: str | None = None) -> Change:
         """No attempts left: FAILED with deadline_exceeded, announced as job.failed."""
         require(self.id, Action.EXPIRE, self.status)
         assert self.execution_id is not None
-        trace = child_traceparent(self.traceparent)
+        trace = traceparent or child_traceparent(self.traceparent)
         return self._change(
             Action.EXPIRE,
             events.deadline_failed(self.id, self.execution_id, self.attempt, at, trace),
@@ -390,8 +394,12 @@ class Job:
         removed = ("image",) if self.holds_image and image_due else ()
         return removed + (("result",) if self.result is not None and results_due else ())
 
-    def purge(self, at: datetime, policy: RetentionPolicy) -> Change | None:
-        """Drop what is due (the caller removes the image's bytes first); None: nothing is."""
+    def purge(
+        self, at: datetime, policy: RetentionPolicy, traceparent: str | None = None
+    ) -> Change | None:
+        """Drop what is due (the caller removes the image's bytes first); None: nothing is.
+        The `purged` event carries `traceparent` (the sweep's span), else a child of the job's
+        latest."""
         removed = self.due_for_purge(at, policy)
         if not removed:
             return None
@@ -400,7 +408,8 @@ class Job:
             fields["image_deleted_at"] = at
         if "result" in removed:
             fields.update(result=None, purged_at=at)
-        event = events.purged(self.id, removed, at, child_traceparent(self.traceparent))
+        trace = traceparent or child_traceparent(self.traceparent)
+        event = events.purged(self.id, removed, at, trace)
         return self._change(Action.PURGE, event, **fields)
 
     # --- helpers ---

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -119,9 +118,7 @@ class ResultFolding:
             kind=tracing.SpanKind.CONSUMER,
             attributes={"job_id": job_id, "events": len(envelopes)},
         ):
-            saved = await self._fold_and_save(job_id, envelopes)
-        if saved is not None and tracing.enabled() and saved.after.status.terminal:
-            _record_job_span(saved.after)
+            await self._fold_and_save(job_id, envelopes)
 
     async def _fold_and_save(self, job_id: str, envelopes: list[Envelope]) -> Change | None:
         """The change saved (None when nothing changed)."""
@@ -196,6 +193,7 @@ class ResultFolding:
             attempt=data["attempt"],
             policy=self.policy,
             at=at,
+            traceparent=tracing.traceparent_of(),  # a retry hangs from this fold
         )
 
     def _count(self, kind: str, outcome: Outcome) -> None:
@@ -205,20 +203,6 @@ class ResultFolding:
 
 def _drops_image(change: Change) -> bool:
     return change.before is not None and change.before.holds_image and not change.after.holds_image
-
-
-def _record_job_span(job: Job) -> None:
-    """The job's whole life, from its creation (in the request that made its trace) to the
-    fold that finished it: the span every other one of the job runs within."""
-    tracing.record(
-        "job",
-        parent=job.traceparent,
-        start_ns=round(job.created_at.timestamp() * 1e9),
-        end_ns=time.time_ns(),
-        job_id=job.id,
-        status=job.status.value,
-        attempts=job.attempt,
-    )
 
 
 def _log_fold(envelope: Envelope, entered: JobStatus | None) -> None:

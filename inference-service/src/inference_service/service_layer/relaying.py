@@ -78,13 +78,21 @@ class OutboxRelaying:
     async def _relay(self, pending: list[Outbox]) -> int:
         if not pending:
             return 0
-        spans = [_relay_span(outbox) for outbox in pending]
+        unpublished = [
+            [event for event in outbox.events if event.id not in self._acknowledged]
+            for outbox in pending
+        ]
+        # A span for each job with something to publish: one the scan found after its events
+        # went out is only cleared.
+        spans = [
+            _relay_span(outbox.job_id, events)
+            for outbox, events in zip(pending, unpublished, strict=True)
+        ]
         outcomes = await self.publisher.publish(
             [
                 _continuing(event, span)
-                for outbox, span in zip(pending, spans, strict=True)
-                for event in outbox.events
-                if event.id not in self._acknowledged
+                for events, span in zip(unpublished, spans, strict=True)
+                for event in events
             ]
         )
         for outbox, span in zip(pending, spans, strict=True):
@@ -126,15 +134,16 @@ class OutboxRelaying:
         log.debug("event published", extra=_log_fields(job_id, event, envelope.traceparent))
 
 
-def _relay_span(outbox: Outbox) -> tracing.Span | None:
-    """One job's part of a batch, from publishing to its outbox cleared (None: tracing off)."""
-    if not tracing.enabled() or not outbox.events:
+def _relay_span(job_id: str, events: list[OutboxEvent]) -> tracing.Span | None:
+    """One job's part of a batch, from publishing `events` to its outbox cleared (None:
+    tracing off, or nothing to publish)."""
+    if not tracing.enabled() or not events:
         return None
     return tracing.open_span(
         "outbox.relay",
-        parent=outbox.events[0].traceparent,
+        parent=events[0].traceparent,
         kind=tracing.SpanKind.PRODUCER,
-        attributes={"job_id": outbox.job_id},
+        attributes={"job_id": job_id},
     )
 
 

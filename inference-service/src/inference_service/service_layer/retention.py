@@ -16,10 +16,11 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+from inference_common import tracing
 from inference_common.image_store import ImageStore, ImageStoreError
 from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import now
-from inference_service.domain.job import RetentionPolicy
+from inference_service.domain.job import Job, RetentionPolicy
 from inference_service.metrics import ServiceMetrics
 from inference_service.service_layer.writer import JobWriter
 
@@ -39,21 +40,30 @@ class RetentionSweeping:
         at = at or now()
         purged = 0
         for job in await self.writer.store.purgeable(at, self.policy, self.batch_size):
-            removed = job.due_for_purge(at, self.policy)
-            change = job.purge(at, self.policy)
-            if change is None:
+            if not job.due_for_purge(at, self.policy):
                 continue
-            fields = {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
-            if "image" in removed and job.image is not None:
-                try:
-                    await asyncio.to_thread(self.images.delete, job.image.uri)
-                except ImageStoreError as exc:  # this image's store, not the others'
-                    log.warning("cannot remove the job's image now: %s", exc, extra=fields)
-                    continue
-            if not await self.writer.save(change):
-                continue  # changed meanwhile: the next sweep asks the job again
-            purged += 1
-            for part in removed:
-                self.metrics.purged.labels(part).inc()
-            log.info("retention removed the job's %s", " and ".join(removed), extra=fields)
+            with tracing.span(
+                "retention sweep", parent=job.traceparent, attributes={"job_id": job.id}
+            ):
+                purged += await self._purge(job, at)
         return purged
+
+    async def _purge(self, job: Job, at: datetime) -> bool:
+        """Remove what is due of one job, under the span its `purged` event carries."""
+        removed = job.due_for_purge(at, self.policy)
+        change = job.purge(at, self.policy, tracing.traceparent_of())
+        if change is None:
+            return False
+        fields = {"job_id": job.id, "trace_id": trace_id(job.traceparent)}
+        if "image" in removed and job.image is not None:
+            try:
+                await asyncio.to_thread(self.images.delete, job.image.uri)
+            except ImageStoreError as exc:  # this image's store, not the others'
+                log.warning("cannot remove the job's image now: %s", exc, extra=fields)
+                return False
+        if not await self.writer.save(change):
+            return False  # changed meanwhile: the next sweep asks the job again
+        for part in removed:
+            self.metrics.purged.labels(part).inc()
+        log.info("retention removed the job's %s", " and ".join(removed), extra=fields)
+        return True

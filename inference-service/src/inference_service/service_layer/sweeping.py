@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from inference_common import tracing
 from inference_common.tracecontext import trace_id
 from inference_service.domain.clock import now
 from inference_service.domain.job import RetryPolicy
@@ -35,9 +36,17 @@ class DeadlineSweeping:
             if not job.overdue(at):
                 continue
             retry = self.policy.may_retry(job.attempt)
-            change = job.retry(at, self.policy) if retry else job.expire(at, self.policy)
-            if not await self.writer.save(change):
-                continue  # changed meanwhile (folded, cancelled): no longer this sweep's
+            # A span of the job's trace, which the new attempt's (or the failure's) events
+            # carry: what follows hangs from a span that is exported.
+            with tracing.span(
+                "deadline sweep",
+                parent=job.traceparent,
+                attributes={"job_id": job.id, "action": "retry" if retry else "fail"},
+            ):
+                trace = tracing.traceparent_of()
+                decide = job.retry if retry else job.expire
+                if not await self.writer.save(decide(at, self.policy, trace)):
+                    continue  # changed meanwhile (folded, cancelled): no longer this sweep's
             changed += 1
             fields = {
                 "job_id": job.id,

@@ -7,10 +7,12 @@ job again), a job that finished wakes the requests waiting for it, and the metri
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
+from inference_common import tracing
 from inference_service.domain.events import OutboxEvent
-from inference_service.domain.job import Change
+from inference_service.domain.job import Change, Job
 from inference_service.metrics import ServiceMetrics
 from inference_service.ports import JobStore, Outbox
 from inference_service.service_layer.settled import SettledJobs
@@ -88,6 +90,23 @@ class JobWriter:
         job = change.after
         if change.entered is not None and change.entered.terminal:
             self._settled.notify(job)
+            if tracing.enabled():
+                _record_job_span(job)
         if change.events:
             image = job.image.uri if job.image else None
             self._outbox(Outbox(job.id, pending, job.deleted, image))
+
+
+def _record_job_span(job: Job) -> None:
+    """The job's whole life, from its creation (in the request that made its trace) to the
+    change that finished it (a fold, a cancel, the deadline sweep): the span every other one
+    of the job runs within."""
+    tracing.record(
+        "job",
+        parent=job.traceparent,
+        start_ns=round(job.created_at.timestamp() * 1e9),
+        end_ns=time.time_ns(),
+        job_id=job.id,
+        status=job.status.value,
+        attempts=job.attempt,
+    )
