@@ -169,6 +169,10 @@ class WebhookStore(Protocol):
         """The job's deliveries, oldest first."""
         ...
 
+    async def forget_job(self, job_id: str) -> None:
+        """Remove the job's callback and deliveries: it was deleted."""
+        ...
+
 
 @dataclass(frozen=True)
 class Response:

@@ -21,6 +21,7 @@ from standardwebhooks import Webhook
 
 from inference_common.events import EventType
 from inference_common.kafka import ensure_topics
+from inference_common.mongo import sync_client
 from tests.integration.service.harness import (
     Executor,
     RunningService,
@@ -277,6 +278,31 @@ def test_subscriptions_get_every_event_with_their_own_secret(receiver: Receiver)
         delivery = next(d for d in items if d["id"] == got.webhook_id)
         if delivery["target"] == subscription["id"]:
             Webhook(subscription["secret"]).verify(got.body, got.headers)
+
+
+def test_a_deleted_job_leaves_no_webhook_record_behind(receiver: Receiver) -> None:
+    service = running_with()
+    client = sync_client(service.settings)
+    db = client[service.settings.mongodb_database]
+
+    def records(job_id: str) -> int:
+        callbacks = db["webhook_callbacks"].count_documents({"_id": job_id})
+        return callbacks + db["webhook_deliveries"].count_documents({"job_id": job_id})
+
+    try:
+        everything = {"url": receiver.url, "events": "all"}
+        kept, deleted = (create_with_callback(service, everything, execute=False) for _ in "ab")
+        for job in (kept, deleted):
+            settled(service, job["id"], 1)  # `created`, delivered and recorded
+        assert service.client.delete(f"/jobs/{deleted['id']}").status_code == 204
+        wait_for(lambda: records(deleted["id"]) == 0, 30, "the deleted job's records gone")
+        types = [json.loads(got.body)["type"] for got in receiver.received]
+        assert EventType.DELETED.value in types  # delivered first, then forgotten
+        assert records(kept["id"]) == 2  # its callback and its `created` delivery
+        assert len(deliveries(service, kept["id"])["items"]) == 1
+    finally:
+        client.close()
+        service.stop()
 
 
 def test_a_callback_url_is_checked_at_the_api(receiver: Receiver) -> None:

@@ -302,6 +302,10 @@ class FakeWebhookStore:
         found = [d for d in self.saved.values() if d.job_id == job_id]
         return sorted(found, key=lambda d: (d.updated_at, d.id))
 
+    async def forget_job(self, job_id: str) -> None:
+        self.callbacks.pop(job_id, None)
+        self.saved = {key: d for key, d in self.saved.items() if d.job_id != job_id}
+
 
 class FakeSender:
     """Answers from a script (the last answer repeats) and keeps every request."""

@@ -254,3 +254,37 @@ def test_two_ends_of_one_job_at_once_are_one_delivery() -> None:
 
     assert asyncio.run(scenario()) == [True, True]
     assert len(sender.requests) == 1
+
+
+def job_event(kind: EventType, job_id: str, data: dict[str, object]) -> Record:
+    kafka = to_record(new_event(kind, "/inference-service", job_id, {"job_id": job_id, **data}))
+    return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
+
+
+def test_a_deleted_job_leaves_no_callback_or_delivery_once_its_batch_is_settled() -> None:
+    sender, store = FakeSender(), with_callback(EventsWanted.ALL)
+    other = "f" * 32
+    store.callbacks[other] = Callback(other, "alice", "https://hooks.example/b", EventsWanted.ALL)
+    hooks, _letters = dispatching(sender, store)
+    at = "2026-11-23T12:00:00Z"
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        reason = {"reason": "the job was deleted", "cancelled_at": at}
+        assert await hooks.handle(job_event(EventType.CANCELLED, JOB, reason), stop)
+        assert await hooks.handle(job_event(EventType.DELETED, JOB, {"deleted_at": at}), stop)
+        assert await hooks.handle(record(EventType.STARTED, {**REQUEST, "job_id": other}), stop)
+        assert len(await store.deliveries(JOB)) == 2  # kept while the batch may still retry
+        await hooks.forget_deleted()
+        assert await store.deliveries(JOB) == [] and JOB not in store.callbacks
+        assert len(await store.deliveries(other)) == 1 and other in store.callbacks
+        # A late result of the deleted job finds no callback: no delivery, no record.
+        assert await hooks.handle(record(EventType.COMPLETED, REQUEST), stop)
+        assert await store.deliveries(JOB) == []
+
+    asyncio.run(scenario())
+    assert [url for url, _b, _h in sender.requests] == [
+        "https://hooks.example/in",
+        "https://hooks.example/in",
+        "https://hooks.example/b",
+    ]

@@ -129,6 +129,11 @@ class MongoWebhookStore:
             documents = await self._deliveries.find({"job_id": job_id}).to_list()
         return sorted((_delivery(d) for d in documents), key=lambda d: (d.updated_at, d.id))
 
+    async def forget_job(self, job_id: str) -> None:
+        with translated():
+            await self._callbacks.delete_one({"_id": job_id})
+            await self._deliveries.delete_many({"job_id": job_id})
+
 
 def _fields(value: Any) -> Document:
     return {

@@ -122,6 +122,9 @@ class WebhookDispatching:
     _secrets: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # signing keys
     _callbacks: OrderedDict[str, Callback | None] = field(default_factory=OrderedDict, init=False)
     _in_flight: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict, init=False)
+    # Jobs whose `deleted` event was handled: their webhook records go once the batch is
+    # settled (an earlier event of the job in the same batch may still be retrying).
+    _deleted: set[str] = field(default_factory=set, init=False)
 
     async def handle(self, record: Record, stop: asyncio.Event) -> bool:
         """Deliver what the event owes; False when stopped before all of it was settled (the
@@ -136,6 +139,7 @@ class WebhookDispatching:
         if envelope.type is EventType.DELETED:
             # The end of the job's life, not of its work: its terminal event came before.
             terminal = False
+            self._deleted.add(envelope.subject)
         owner, targets = await self._targets(envelope.subject, envelope.data)
         settled = [
             await self._deliver(
@@ -150,6 +154,14 @@ class WebhookDispatching:
             if wanted(target, terminal)
         ]
         return all(settled)
+
+    async def forget_deleted(self) -> None:
+        """After a settled batch: a deleted job leaves no callback or delivery behind (its
+        later events, if any, find no callback and no owner, so they make none)."""
+        for job_id in sorted(self._deleted):
+            await self.store.forget_job(job_id)
+            self._callbacks.pop(job_id, None)
+        self._deleted.clear()
 
     async def _targets(self, job_id: str, data: dict[str, object]) -> tuple[str, list[Target]]:
         callback = await self._callback(job_id)

@@ -183,6 +183,7 @@ class WebhookLoop:
                     continue
                 if not settled:
                     return  # stopping: what is not settled is consumed again after a restart
+                await self.dispatching.forget_deleted()
                 await self.events.commit(positions(records, []))
         finally:
             await self.events.close()
