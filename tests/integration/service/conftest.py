@@ -6,25 +6,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from inference_common.kafka import ensure_topics
 from tests.integration.service.harness import (
     Executor,
     RunningService,
     TopicReader,
-    service_settings,
-    start_service,
+    running,
 )
 
 
 @pytest.fixture
 def service(isolated_env: dict[str, str]) -> Iterator[RunningService]:
-    settings = service_settings()
-    ensure_topics(settings)
-    running = start_service(settings)
-    try:
-        yield running
-    finally:
-        running.stop()
+    with running() as service:
+        yield service
 
 
 @pytest.fixture

@@ -108,8 +108,11 @@ def wait_for(condition: Any, timeout: float = 20.0, what: str = "condition") -> 
 
 
 @contextlib.contextmanager
-def running(**overrides: Any) -> Iterator[RunningService]:
-    service = start_service(service_settings(**overrides))
+def running(*, wait_live: bool = True, **overrides: Any) -> Iterator[RunningService]:
+    """A service with these settings on the test's topics (made first) and database."""
+    settings = service_settings(**overrides)
+    ensure_topics(settings)
+    service = start_service(settings, wait_live=wait_live)
     try:
         yield service
     finally:
@@ -248,10 +251,6 @@ def stored_images(settings: ServiceSettings) -> int:
         return client[settings.mongodb_database][IMAGE_COLLECTION].count_documents({})
     finally:
         client.close()
-
-
-def prepare_topics(settings: ServiceSettings) -> None:
-    ensure_topics(settings)
 
 
 # --- HTTP helpers ---
