@@ -75,6 +75,14 @@ def service_settings(**overrides: Any) -> ServiceSettings:
     return ServiceSettings(**{**defaults, **overrides})
 
 
+def replica_settings(**overrides: Any) -> tuple[ServiceSettings, ServiceSettings]:
+    """Two replicas of one service: the test's database and topics, one result-folder group
+    (each replica folds the partitions it owns), no live-event consumer."""
+    group = f"test-folder-{uuid.uuid4().hex[:8]}"
+    a, b = (service_settings(folder_group_id=group, run_live=False, **overrides) for _ in "ab")
+    return a, b
+
+
 def start_service(settings: ServiceSettings, *, wait_live: bool = True) -> RunningService:
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
