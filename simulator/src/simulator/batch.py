@@ -48,7 +48,6 @@ from inference_common.image_files import IMAGE_MEDIA_TYPES
 from simulator.traffic import STRUCTURED
 
 DEFAULT_MODEL: Final = "mobilenet-v2-imagenet-quant"
-# Suffixes a batch picks up: the simulator's image types, plus TIFF (the API takes it too).
 # Statuses of rows that are not jobs: the API refused the file, or it could not be read.
 REJECTED: Final = "REJECTED"
 UNREADABLE: Final = "UNREADABLE"

@@ -58,7 +58,6 @@ def test_a_describe_job_through_the_api(isolated_env, monkeypatch: pytest.Monkey
     monkeypatch.setenv("EXECUTOR_HTTP_PORT", "0")
     monkeypatch.setenv("EXECUTOR_WORKERS", "1")
     settings = ExecutorSettings()
-    ensure_topics(settings)
 
     with running() as service, ExecutorThread(settings):
         client = service.client

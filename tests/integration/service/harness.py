@@ -75,6 +75,14 @@ def service_settings(**overrides: Any) -> ServiceSettings:
     return ServiceSettings(**{**defaults, **overrides})
 
 
+def replica_settings(**overrides: Any) -> tuple[ServiceSettings, ServiceSettings]:
+    """Two replicas of one service: the test's database and topics, one result-folder group
+    (each replica folds the partitions it owns), no live-event consumer."""
+    group = f"test-folder-{uuid.uuid4().hex[:8]}"
+    a, b = (service_settings(folder_group_id=group, run_live=False, **overrides) for _ in "ab")
+    return a, b
+
+
 def start_service(settings: ServiceSettings, *, wait_live: bool = True) -> RunningService:
     runtime = Runtime(settings)
     app = create_app(settings, runtime)
@@ -108,8 +116,11 @@ def wait_for(condition: Any, timeout: float = 20.0, what: str = "condition") -> 
 
 
 @contextlib.contextmanager
-def running(**overrides: Any) -> Iterator[RunningService]:
-    service = start_service(service_settings(**overrides))
+def running(*, wait_live: bool = True, **overrides: Any) -> Iterator[RunningService]:
+    """A service with these settings on the test's topics (made first) and database."""
+    settings = service_settings(**overrides)
+    ensure_topics(settings)
+    service = start_service(settings, wait_live=wait_live)
     try:
         yield service
     finally:
@@ -248,10 +259,6 @@ def stored_images(settings: ServiceSettings) -> int:
         return client[settings.mongodb_database][IMAGE_COLLECTION].count_documents({})
     finally:
         client.close()
-
-
-def prepare_topics(settings: ServiceSettings) -> None:
-    ensure_topics(settings)
 
 
 # --- HTTP helpers ---

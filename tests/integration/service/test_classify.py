@@ -25,6 +25,7 @@ from tests.integration.service.harness import (
     TopicReader,
     assert_problem,
     requests_for,
+    running,
     service_settings,
     start_service,
     wait_status,
@@ -66,13 +67,8 @@ def platform(isolated_env: dict[str, str], tmp_path: Path) -> Iterator[RunningSe
 @pytest.fixture
 def quick_timeout(isolated_env: dict[str, str]) -> Iterator[RunningService]:
     """The job service alone: nothing executes, so every classify request times out."""
-    settings = service_settings(classify_timeout_seconds=1.0)
-    ensure_topics(settings)
-    service = start_service(settings)
-    try:
+    with running(classify_timeout_seconds=1.0) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_a_digit_is_classified_from_the_raw_body(platform: RunningService) -> None:

@@ -9,15 +9,13 @@ import httpx
 import pytest
 from PIL import Image
 
-from inference_common.kafka import ensure_topics
 from tests.integration.service.harness import (
     RunningService,
     assert_problem,
     image_bytes,
     new_job,
     post_job,
-    service_settings,
-    start_service,
+    running,
 )
 
 pytestmark = pytest.mark.integration
@@ -27,13 +25,10 @@ SMALL_LIMIT = 200_000
 @pytest.fixture
 def limited(isolated_env: dict[str, str]) -> Iterator[RunningService]:
     """A service with small limits: 200 kB and 1 megapixel."""
-    settings = service_settings(max_image_bytes=SMALL_LIMIT, max_image_pixels=1_000_000)
-    ensure_topics(settings)
-    service = start_service(settings, wait_live=False)
-    try:
+    with running(
+        max_image_bytes=SMALL_LIMIT, max_image_pixels=1_000_000, wait_live=False
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def png(width: int, height: int, mode: str = "RGB") -> bytes:
@@ -170,12 +165,9 @@ def test_swagger_ui_and_spec_are_served(service: RunningService) -> None:
 
 
 def test_over_the_request_rate(isolated_env: dict[str, str]) -> None:
-    settings = service_settings(
-        rate_limit_per_second=0.5, rate_limit_burst=3, api_keys="k1:alice,k2:bob"
-    )
-    ensure_topics(settings)
-    service = start_service(settings, wait_live=False)
-    try:
+    with running(
+        rate_limit_per_second=0.5, rate_limit_burst=3, api_keys="k1:alice,k2:bob", wait_live=False
+    ) as service:
         alice = {"X-API-Key": "k1"}
         for _ in range(3):
             assert service.client.get("/models", headers=alice).status_code == 200
@@ -186,5 +178,3 @@ def test_over_the_request_rate(isolated_env: dict[str, str]) -> None:
         # Nothing was created, another client is unaffected, and health checks are not limited.
         assert service.client.get("/jobs", headers={"X-API-Key": "k2"}).json()["items"] == []
         assert httpx.get(service.url + "/healthz").status_code == 200
-    finally:
-        service.stop()

@@ -15,10 +15,11 @@ from inference_common.mongo import async_client
 from inference_common.settings import CommonSettings
 from inference_service.adapters.ferretdb_jobs import FerretDbJobStore, is_ferretdb
 from inference_service.adapters.mongo_jobs import MongoJobStore
-from inference_service.domain.job import Change, Job, JobResult, RetryPolicy, StoredImage
+from inference_service.domain.job import Change, JobResult, RetryPolicy
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.ports import JobStore
 from tests.conftest import load_localstack
+from tests.unit.service.builders import creation, queued_creation
 
 pytestmark = pytest.mark.integration
 HOUR = timedelta(hours=1)
@@ -44,23 +45,7 @@ def run(
 
 
 def new_job(job_id: str, at: datetime, execute: bool = True) -> Change:
-    image = StoredImage("blob://images/" + "0" * 24, "image/jpeg", 10, 2, 2, "a" * 64)
-    created = Job.create(
-        job_id=job_id,
-        owner="alice",
-        name="n",
-        model="mobilenet-v2-imagenet-quant",
-        task="classification",
-        options={},
-        image=image,
-        idempotency_key=None,
-        fingerprint="f",
-        traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
-        at=at,
-    )
-    if not execute:
-        return created
-    return created.then(created.after.execute(at, POLICY, created.after.traceparent))
+    return queued_creation(job_id, at=at, policy=POLICY) if execute else creation(job_id, at=at)
 
 
 @STORES

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from inference_common.kafka import ensure_topics
 from tests.integration.service.harness import (
     RunningService,
     assert_problem,
     post_job,
-    service_settings,
-    start_service,
+    running,
 )
 from tests.malformed_images import DIGIT_MODEL, Sample, corpus
 
@@ -26,13 +24,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def api(isolated_env: dict[str, str]) -> Iterator[RunningService]:
-    settings = service_settings(run_live=False, run_folder=False, classify_timeout_seconds=0.2)
-    ensure_topics(settings)
-    service = start_service(settings, wait_live=False)
-    try:
+    with running(run_live=False, run_folder=False, classify_timeout_seconds=0.2) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def check(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,7 +45,7 @@ from tests.integration.service.harness import (
     headers_of,
     image_bytes,
     new_job,
-    service_settings,
+    replica_settings,
     start_service,
     wait_for,
 )
@@ -70,23 +69,11 @@ class Race:
     cancels: dict[str, int] = field(default_factory=dict)
 
 
-def test_two_replicas_race_execute_cancel_and_folding(
-    isolated_env: dict[str, str], on_ferretdb: bool
-) -> None:
-    if on_ferretdb:
-        pytest.skip("FerretDB 1.24 is not atomic: one replica only there (TEST_MONGODB=atomic)")
-    group = f"test-folder-{uuid.uuid4().hex[:8]}"
+@pytest.mark.usefixtures("atomic_mongodb")
+def test_two_replicas_race_execute_cancel_and_folding(isolated_env: dict[str, str]) -> None:
     # A deadline far away and no retention sweep: no sweeper retry and no `purged` event, so
     # each job's expected events are exact (test_retention races replicas' purges).
-    a, b = (
-        service_settings(
-            folder_group_id=group,
-            run_live=False,
-            execution_deadline_seconds=600,
-            run_purger=False,
-        )
-        for _ in "ab"
-    )
+    a, b = replica_settings(execution_deadline_seconds=600, run_purger=False)
     ensure_topics(a)
     with ExitStack() as stack:
         replica_a = stack.enter_context(_replica(a))

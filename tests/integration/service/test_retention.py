@@ -3,7 +3,6 @@ goes out, what is gone answers 410, and bytes another job shares stay."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tests.integration.service.harness import (
     image_bytes,
     jobs_in_db,
     new_job,
+    replica_settings,
     requests_for,
     service_settings,
     start_service,
@@ -170,23 +170,11 @@ def test_delete_removes_the_bytes_and_the_result_but_not_a_shared_copy(
         service.stop()
 
 
-def test_two_replicas_sweep_at_once_and_each_job_is_purged_once(
-    jobs_topic: TopicReader, on_ferretdb: bool
-) -> None:
-    if on_ferretdb:
-        pytest.skip("FerretDB 1.24 is not atomic: one replica only there (TEST_MONGODB=atomic)")
-    group = f"test-folder-{uuid.uuid4().hex[:8]}"
+@pytest.mark.usefixtures("atomic_mongodb")
+def test_two_replicas_sweep_at_once_and_each_job_is_purged_once(jobs_topic: TopicReader) -> None:
     # Images kept a moment after their job is done, so that the sweeps remove them (with no
     # retention period the fold removes a done job's image itself, without a sweep).
-    a, b = (
-        service_settings(
-            folder_group_id=group,
-            run_live=False,
-            purge_interval_seconds=0.1,
-            image_retention_seconds=0.5,
-        )
-        for _ in "ab"
-    )
+    a, b = replica_settings(purge_interval_seconds=0.1, image_retention_seconds=0.5)
     replicas = [start_service(settings) for settings in (a, b)]
     try:
         jobs = [new_job(replicas[i % 2].client, execute=True) for i in range(12)]

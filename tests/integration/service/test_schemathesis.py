@@ -22,13 +22,11 @@ from schemathesis.checks import CheckContext, not_a_server_error
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.transport import Response
 
-from inference_common.kafka import ensure_topics
 from inference_service.api.app import load_spec
 from tests.integration.service.harness import (
     ROOT,
     RunningService,
-    service_settings,
-    start_service,
+    running,
 )
 
 pytestmark = pytest.mark.integration
@@ -44,18 +42,13 @@ HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck
 @pytest.fixture
 def api(isolated_env: dict[str, str]) -> Iterator[RunningService]:
     # With API keys, as in production: every request is checked for its key.
-    settings = service_settings(
+    with running(
         run_live=False,
         run_folder=False,
         api_keys=f"{API_KEY}:fuzzer",
         classify_timeout_seconds=0.5,
-    )
-    ensure_topics(settings)
-    service = start_service(settings, wait_live=False)
-    try:
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 # The service runs with API keys and every request carries a valid one, so the schema given to

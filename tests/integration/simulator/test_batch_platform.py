@@ -56,6 +56,16 @@ def batch(directory: Path, out: Path, api: str, *extra: str) -> subprocess.Compl
     )
 
 
+def input_directory(tmp_path: Path) -> Path:
+    """The expected images, and a text file named as a JPEG."""
+    directory = tmp_path / "input"
+    directory.mkdir()
+    for name in EXPECTED:
+        shutil.copy(IMAGES / name, directory / name)
+    (directory / "text.jpg").write_text("just some text, not a JPEG\n")
+    return directory
+
+
 def rows(db: Path) -> dict[str, dict[str, Any]]:
     with sqlite3.connect(db) as connection:
         connection.row_factory = sqlite3.Row
@@ -66,12 +76,8 @@ def test_a_directory_is_classified_into_sqlite_and_a_rerun_skips_only_what_is_do
     api_url: str,  # noqa: F811 (the imported fixture)
     tmp_path: Path,
 ) -> None:
-    directory, out = tmp_path / "input", tmp_path / "output"
-    directory.mkdir()
-    for name in EXPECTED:
-        shutil.copy(IMAGES / name, directory / name)
+    directory, out = input_directory(tmp_path), tmp_path / "output"
     (directory / "empty.png").write_bytes(b"")
-    (directory / "text.jpg").write_text("just some text, not a JPEG\n")
 
     done = batch(directory, out, api_url)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -127,11 +133,7 @@ def test_through_the_batch_api_every_file_gets_its_row_and_a_rerun_sends_nothing
     api_url: str,  # noqa: F811 (the imported fixture)
     tmp_path: Path,
 ) -> None:
-    directory, out = tmp_path / "input", tmp_path / "output"
-    directory.mkdir()
-    for name in EXPECTED:
-        shutil.copy(IMAGES / name, directory / name)
-    (directory / "text.jpg").write_text("just some text, not a JPEG\n")
+    directory, out = input_directory(tmp_path), tmp_path / "output"
 
     # Two files a request: two batches, the second with one image and the bad file.
     done = batch(directory, out, api_url, "--batch-api", "--batch-files", "2")

@@ -1,18 +1,23 @@
-"""Tiny builders for unit tests: an image, a request, and the executors' result records."""
+"""Tiny builders for unit tests: an image, a request, a job, and the executors' result records."""
 
 from __future__ import annotations
 
 import io
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
 
 from inference_common.events import EventType, new_event, to_record
+from inference_service.domain.job import Change, Job, RetryPolicy, StoredImage
 from inference_service.ports import Record
 from inference_service.service_layer.jobs import NewJob
 
 MODEL = "mobilenet-v2-imagenet-quant"
+AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+IMAGE = StoredImage("mem://x", "image/jpeg", 10, 4, 3, "a" * 64)
 
 
 def jpeg(size: tuple[int, int] = (8, 6)) -> bytes:
@@ -31,6 +36,34 @@ def new_job(execute: bool = True, **fields: Any) -> NewJob:
         execute=execute,
         **fields,
     )
+
+
+def creation(
+    job_id: str = "0123456789abcdef0123456789abcdef",
+    *,
+    image: StoredImage | None = IMAGE,
+    at: datetime = AT,
+) -> Change:
+    """Alice's classification job `n` on model `m`, as Job.create makes it."""
+    return Job.create(
+        job_id=job_id,
+        owner="alice",
+        name="n",
+        model="m",
+        task="classification",
+        options={},
+        image=image,
+        idempotency_key=None,
+        fingerprint="f",
+        traceparent=TRACE,
+        at=at,
+    )
+
+
+def queued_creation(job_id: str, *, at: datetime, policy: RetryPolicy) -> Change:
+    """A job created and executed in one request: stored QUEUED with both events."""
+    created = creation(job_id, at=at)
+    return created.then(created.after.execute(at, policy, TRACE))
 
 
 _offsets = itertools.count(1)

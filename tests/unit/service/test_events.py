@@ -9,6 +9,7 @@ from inference_service.domain.job import Job
 from inference_service.domain.jobs import ImageInfo
 from inference_service.service_layer.live import ends_job_stream
 from tests.contracts import validate_kafka_event
+from tests.unit.service.builders import creation
 
 JOB = "0123456789abcdef0123456789abcdef"
 AT = datetime(2026, 11, 23, 12, 0, 0, 123000, tzinfo=UTC)
@@ -19,19 +20,7 @@ def job(with_image: bool = True) -> Job:
     image = ImageInfo("image/jpeg", 100, 4, 3, "a" * 64).stored(
         "blob://images/0123456789abcdef01234567"
     )
-    return Job.create(
-        job_id=JOB,
-        owner="alice",
-        name="cat",
-        model="mobilenet-v2-imagenet-quant",
-        task="classification",
-        options={"top_k": 3},
-        image=image if with_image else None,
-        idempotency_key=None,
-        fingerprint="f",
-        traceparent=TRACE,
-        at=AT,
-    ).after
+    return creation(JOB, image=image if with_image else None, at=AT).after
 
 
 def published(event: OutboxEvent) -> tuple[dict, dict]:

@@ -16,13 +16,12 @@ from inference_service.adapters.documents import Document, Documents
 from inference_service.adapters.ferretdb_jobs import CheckedDocuments, FerretDbJobStore, OpenJobs
 from inference_service.domain.job import (
     Change,
-    Job,
     JobResult,
     RetentionPolicy,
     RetryPolicy,
-    StoredImage,
 )
 from inference_service.ports import Outbox, StoreUnavailable
+from tests.unit.service.builders import queued_creation
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 POLICY = RetryPolicy(3, 60)
@@ -88,21 +87,7 @@ def store() -> tuple[FerretDbJobStore, DyingDocuments]:
 
 
 def queued(job_id: str) -> Change:
-    image = StoredImage("mem://x", "image/jpeg", 1, 1, 1, "a" * 64)
-    created = Job.create(
-        job_id=job_id,
-        owner="alice",
-        name="n",
-        model="m",
-        task="classification",
-        options={},
-        image=image,
-        idempotency_key=None,
-        fingerprint="f",
-        traceparent="",
-        at=NOW,
-    )
-    return created.then(created.after.execute(NOW, POLICY, ""))
+    return queued_creation(job_id, at=NOW, policy=POLICY)
 
 
 def test_a_job_stored_by_an_unanswered_insert_is_still_published_and_swept() -> None:

@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from inference_common.events import EventType
 from inference_service.domain.job import Change, Job, JobError, JobResult, RetryPolicy, StoredImage
 from inference_service.domain.lifecycle import IllegalTransition, JobStatus
+from tests.unit.service.builders import AT, IMAGE, TRACE, creation
 
-AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 POLICY = RetryPolicy(max_attempts=2, deadline_seconds=60)
-IMAGE = StoredImage("mem://x", "image/jpeg", 10, 4, 3, "a" * 64)
-
-
-def creation(image: StoredImage | None = IMAGE) -> Change:
-    return Job.create(
-        job_id="0123456789abcdef0123456789abcdef",
-        owner="alice",
-        name="n",
-        model="m",
-        task="classification",
-        options={},
-        image=image,
-        idempotency_key=None,
-        fingerprint="f",
-        traceparent=TRACE,
-        at=AT,
-    )
 
 
 def created(image: StoredImage | None = IMAGE) -> Job:
-    return creation(image).after
+    return creation(image=image).after
 
 
 def queued() -> Job:
