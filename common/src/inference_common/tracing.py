@@ -92,6 +92,10 @@ def activate(provider: TracerProvider) -> None:
 def deactivate() -> None:
     if _active.pymongo is not None:
         _active.pymongo.uninstrument()
+        # The instrumentor is a singleton that keeps the tracer of its first provider for
+        # good: forget it, so that a later activation (another test's provider) traces
+        # commands to its own.
+        _active.pymongo._commandtracer_instance = None
     _active.tracer = _active.provider = _active.pymongo = None
 
 
