@@ -18,8 +18,9 @@ import re
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from inference_common.job_ids import is_job_id
+
 _SHA256: Final = re.compile(r"^[0-9a-f]{64}$")
-_JOB_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 
 
 class ImageStoreError(Exception):
@@ -46,7 +47,7 @@ class ImageKey:
     job_id: str
 
     def __post_init__(self) -> None:
-        if not _SHA256.match(self.sha256) or not _JOB_ID.match(self.job_id):
+        if not _SHA256.match(self.sha256) or not is_job_id(self.job_id):
             raise ValueError(f"not an image key: {self.sha256!r}/{self.job_id!r}")
 
     @property

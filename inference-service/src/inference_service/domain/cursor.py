@@ -5,14 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
+from inference_common.job_ids import is_job_id
 from inference_service.domain.clock import as_utc, iso
-
-_JOB_ID: Final = re.compile(r"^[0-9a-f]{32}$")
 
 
 class InvalidCursor(ValueError):
@@ -37,6 +34,6 @@ class Cursor:
             job_id = fields["i"]
         except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
             raise InvalidCursor("the cursor is not one this service gave out") from exc
-        if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        if not is_job_id(job_id):
             raise InvalidCursor("the cursor is not one this service gave out")
         return cls(created_at, job_id)

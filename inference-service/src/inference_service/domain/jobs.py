@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +29,6 @@ class ImageInfo:
             height=self.height,
             sha256=self.sha256,
         )
-
-
-def new_job_id() -> str:
-    return uuid.uuid4().hex
 
 
 def request_fingerprint(

@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from inference_common.image_store import ImageKey, ImageMissing, ImageStore
+from inference_common.job_ids import new_job_id
 from inference_common.tracecontext import Span, trace_id
 from inference_service.domain.catalog import ModelCatalog
 from inference_service.domain.clock import as_utc, now
 from inference_service.domain.cursor import Cursor
 from inference_service.domain.images import inspect_image
 from inference_service.domain.job import Change, Job, JobFilter, RetryPolicy, StoredImage
-from inference_service.domain.jobs import ImageInfo, new_job_id, request_fingerprint
+from inference_service.domain.jobs import ImageInfo, request_fingerprint
 from inference_service.domain.lifecycle import Action, JobStatus, require
 from inference_service.domain.webhooks import Callback, EventsWanted
 from inference_service.ports import JobStore, KeyHolder, StoreUnavailable, WebhookStore
