@@ -82,7 +82,7 @@ bench-tracing: assets  ## benchmark: CPU per job with OpenTelemetry traces off a
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy common/src client/src inference-service/src executor-service/src simulator/src web-ui/src benchmarks
+	$(RUN) mypy common/src client/src inference-service/src executor-service/src simulator/src web-ui/src benchmarks tests/unit/service
 
 pytest: assets up
 	$(RUN) pytest --cov --cov-report=term --cov-report=xml $(PYTEST_ARGS)

@@ -108,7 +108,7 @@ def corpus() -> tuple[Sample, ...]:
     png = encode(photo(), "PNG")
     upright = photo().size
     digit_image, digit_label = digit()
-    accepted_photo = {"model": PHOTO_MODEL, "size": upright, "label": "macaw"}
+    accepted_photo: dict[str, Any] = {"model": PHOTO_MODEL, "size": upright, "label": "macaw"}
     return (
         Sample("zero bytes", b"", "image/jpeg", "empty.jpg", PHOTO_MODEL,
                refused=(422, "empty-image"), fails_with="invalid_request"),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from PIL import Image
+from starlette.types import Message
 
 from inference_common.events import EventType, new_event, to_record
 from inference_service.domain.job import Change, Job, RetryPolicy, StoredImage
@@ -104,3 +105,12 @@ def record(event_type: EventType, request: dict[str, Any], **data: Any) -> Recor
 
 def raw_record(value: bytes) -> Record:
     return Record("results", 0, next(_offsets), b"k", value, [])
+
+
+async def no_body() -> Message:
+    """An ASGI `receive` for a request whose body a middleware never reads."""
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def discard(message: Message) -> None:
+    """An ASGI `send` for a middleware that answers by raising a Problem."""

@@ -16,7 +16,7 @@ from inference_service.api.problems import Problem, describe
 from inference_service.domain.job import Job, JobError
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.service_layer.waiting import ClassificationFailed, ClassificationTimedOut
-from tests.unit.service.builders import new_job, record
+from tests.unit.service.builders import discard, new_job, no_body, record
 from tests.unit.service.fakes import Wired, wire
 
 JOB = "0123456789abcdef0123456789abcdef"
@@ -122,7 +122,7 @@ def test_a_too_large_body_is_404_on_the_paths_that_say_so() -> None:
     def status(path: str) -> int:
         scope = {"type": "http", "path": path, "headers": [(b"content-length", b"11")]}
         with pytest.raises(Problem) as caught:
-            asyncio.run(limit(scope, None, None))  # type: ignore[arg-type]
+            asyncio.run(limit(scope, no_body, discard))
         return int(caught.value.status)
 
     assert status("/mnist/classify") == 404

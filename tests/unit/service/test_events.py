@@ -1,8 +1,9 @@
 """The events the job service emits match the contract (openapi/asyncapi.yaml)."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from inference_common.events import EventType, from_record, to_record
+from inference_common.events import Envelope, EventType, from_record, new_event, to_record
 from inference_service.domain import events
 from inference_service.domain.events import Channel, Execution, OutboxEvent
 from inference_service.domain.job import Job
@@ -23,7 +24,7 @@ def job(with_image: bool = True) -> Job:
     return creation(JOB, image=image if with_image else None, at=AT).after
 
 
-def published(event: OutboxEvent) -> tuple[dict, dict]:
+def published(event: OutboxEvent) -> tuple[dict[str, Any], dict[str, Any]]:
     """Through the outbox document and back, as the relay publishes it."""
     restored = OutboxEvent.from_document(event.to_document())
     record = to_record(restored.cloudevent())
@@ -88,11 +89,10 @@ def test_a_republished_outbox_entry_is_byte_identical() -> None:
 
 
 def test_which_events_end_a_job_stream() -> None:
-    def envelope(event_type: EventType, data: dict) -> object:
-        from inference_common.events import new_event
-
+    def envelope(event_type: EventType, data: dict[str, Any]) -> Envelope:
         record = to_record(new_event(event_type, "/executor-service", JOB, {"job_id": JOB, **data}))
-        return from_record(record.value, record.headers, record.key)
+        headers: list[tuple[str, bytes | None]] = list(record.headers)
+        return from_record(record.value, headers, record.key)
 
     failure = {"execution_id": "c" * 32, "failed_by": "x", "failed_at": "2026-11-23T12:00:00Z"}
     retryable = {
@@ -105,11 +105,11 @@ def test_which_events_end_a_job_stream() -> None:
         "attempt": 3,
         "error": {"code": "model_error", "message": "m", "retryable": True},
     }
-    assert ends_job_stream(envelope(EventType.COMPLETED, {}), 3)  # type: ignore[arg-type]
-    assert ends_job_stream(envelope(EventType.DELETED, {}), 3)  # type: ignore[arg-type]
-    assert not ends_job_stream(envelope(EventType.STARTED, {}), 3)  # type: ignore[arg-type]
-    assert not ends_job_stream(envelope(EventType.FAILED, retryable), 3)  # type: ignore[arg-type]
-    assert ends_job_stream(envelope(EventType.FAILED, final), 3)  # type: ignore[arg-type]
+    assert ends_job_stream(envelope(EventType.COMPLETED, {}), 3)
+    assert ends_job_stream(envelope(EventType.DELETED, {}), 3)
+    assert not ends_job_stream(envelope(EventType.STARTED, {}), 3)
+    assert not ends_job_stream(envelope(EventType.FAILED, retryable), 3)
+    assert ends_job_stream(envelope(EventType.FAILED, final), 3)
 
 
 def test_an_event_continuing_another_span_is_the_same_event_but_its_traceparent() -> None:

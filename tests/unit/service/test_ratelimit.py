@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from inference_service.api.problems import Problem
 from inference_service.api.ratelimit import RateLimiter, RateLimitMiddleware, retry_after
+from tests.unit.service.builders import discard, no_body
 
 
 class Clock:
@@ -81,13 +83,13 @@ async def _ok(scope, receive, send) -> None:
     scope["reached"] = True
 
 
-def _scope(path: str, address: str = "10.0.0.1", key: str | None = None) -> dict:
+def _scope(path: str, address: str = "10.0.0.1", key: str | None = None) -> dict[str, Any]:
     headers = [(b"x-api-key", key.encode())] if key else []
     return {"type": "http", "path": path, "client": (address, 5555), "headers": headers}
 
 
-def call(limit: RateLimitMiddleware, scope: dict) -> None:
-    asyncio.run(limit(scope, None, None))  # type: ignore[arg-type]
+def call(limit: RateLimitMiddleware, scope: dict[str, Any]) -> None:
+    asyncio.run(limit(scope, no_body, discard))
 
 
 def middleware(keys: dict[str, str] | None = None) -> RateLimitMiddleware:

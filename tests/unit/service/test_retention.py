@@ -20,9 +20,9 @@ from inference_service.domain.events import OutboxEvent
 from inference_service.domain.job import Job, JobResult, RetentionPolicy
 from inference_service.domain.lifecycle import JobStatus
 from inference_service.service_layer.jobs import JobNotFound, Purged
-from tests.unit.service.builders import jpeg, new_job, record
+from tests.unit.service.builders import AT, TRACE, jpeg, new_job, record
 from tests.unit.service.fakes import AT_ONCE, RETENTION, Wired, wire
-from tests.unit.service.test_job import AT, POLICY, TRACE, created, queued
+from tests.unit.service.test_job import POLICY, created, queued
 
 SCHEMAS = EventSchemas(Path(__file__).resolve().parents[3] / "openapi" / "asyncapi.yaml")
 HOUR = timedelta(hours=1)

@@ -270,7 +270,7 @@ def test_a_deleted_job_leaves_no_callback_or_delivery_once_its_batch_is_settled(
 
     async def scenario() -> None:
         stop = asyncio.Event()
-        reason = {"reason": "the job was deleted", "cancelled_at": at}
+        reason: dict[str, object] = {"reason": "the job was deleted", "cancelled_at": at}
         assert await hooks.handle(job_event(EventType.CANCELLED, JOB, reason), stop)
         assert await hooks.handle(job_event(EventType.DELETED, JOB, {"deleted_at": at}), stop)
         assert await hooks.handle(record(EventType.STARTED, {**REQUEST, "job_id": other}), stop)
