@@ -28,7 +28,6 @@ from executor_service.execution import ExecutionContext, run_execution
 from executor_service.jobs import Execution, parse_execution
 from executor_service.lag import ConsumerLag
 from executor_service.models import ModelRegistry
-from executor_service.offsets import OffsetTracker, Work
 from executor_service.prefetch import ImagePrefetcher
 from executor_service.settings import ExecutorSettings
 from executor_service.worker import WorkerPool
@@ -43,6 +42,7 @@ from inference_common.kafka import (
     producer_config,
     static_member,
 )
+from inference_common.offsets import OffsetTracker, Work
 from inference_common.replica import ReplicaSlot
 
 log = logging.getLogger(__name__)

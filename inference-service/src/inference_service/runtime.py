@@ -280,7 +280,7 @@ class Runtime:
                     settings.topic_jobs,
                     settings.topic_results,
                 ),
-                batch_size=settings.webhook_concurrency,
+                max_in_flight=settings.webhook_concurrency,
             )
             self._spawn("webhook-dispatcher", lambda: webhook_loop.run(self._stop))
         if settings.run_live:

@@ -94,8 +94,9 @@ class ServiceSettings(CommonSettings):
     webhook_connect_timeout_seconds: PositiveFloat = 3.0
     webhook_read_timeout_seconds: PositiveFloat = 10.0
     webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
-    # Events whose deliveries run at once (one consumed batch).
-    webhook_concurrency: PositiveInt = 32
+    # Events whose deliveries may be under way at once, those waiting for a retry included
+    # (each on a task of its own, a few kB): a target that fails holds up only its own.
+    webhook_concurrency: PositiveInt = 1000
     # Off in production: targets are `https` on public addresses only (tests and the demo
     # turn these on for a receiver on loopback).
     webhook_allow_http: bool = False

@@ -212,6 +212,24 @@ def test_a_500_and_a_timeout_are_retried_under_one_id_then_delivered() -> None:
     assert len(receiver.received) == 3 and len(receiver.accepted()) == 1
 
 
+def test_a_hanging_target_does_not_hold_up_another_clients_delivery(receiver: Receiver) -> None:
+    hanging = Receiver(*["hang"] * 5)
+    service = running_with(webhook_max_attempts=5)
+    try:
+        everything = {"url": hanging.url, "events": "all"}
+        stuck = create_with_callback(service, everything, execute=False)
+        wait_for(lambda: bool(hanging.received), 30, "the hanging target's first request")
+        # Read by the dispatcher after the stuck event: in a later batch.
+        other = create_with_callback(service, {"url": receiver.url, "events": "all"}, False)
+        (delivered,) = settled(service, other["id"], 1)
+        assert delivered["state"] == "delivered"
+        # Its five attempts (1 s read timeout each) are still being made.
+        assert all(d["state"] == "pending" for d in deliveries(service, stuck["id"])["items"])
+    finally:
+        service.stop()
+        hanging.close()
+
+
 def test_the_last_failure_is_dead_lettered() -> None:
     receiver = Receiver(500, 502, 503)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from executor_service.offsets import OffsetTracker
+from inference_common.offsets import OffsetTracker
 
 P0, P1 = ("jobs", 0), ("jobs", 1)
 

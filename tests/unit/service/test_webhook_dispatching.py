@@ -261,7 +261,7 @@ def job_event(kind: EventType, job_id: str, data: dict[str, object]) -> Record:
     return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
 
 
-def test_a_deleted_job_leaves_no_callback_or_delivery_once_its_batch_is_settled() -> None:
+def test_a_deleted_job_leaves_no_callback_or_delivery_behind() -> None:
     sender, store = FakeSender(), with_callback(EventsWanted.ALL)
     other = "f" * 32
     store.callbacks[other] = Callback(other, "alice", "https://hooks.example/b", EventsWanted.ALL)
@@ -272,19 +272,42 @@ def test_a_deleted_job_leaves_no_callback_or_delivery_once_its_batch_is_settled(
         stop = asyncio.Event()
         reason: dict[str, object] = {"reason": "the job was deleted", "cancelled_at": at}
         assert await hooks.handle(job_event(EventType.CANCELLED, JOB, reason), stop)
-        assert await hooks.handle(job_event(EventType.DELETED, JOB, {"deleted_at": at}), stop)
         assert await hooks.handle(record(EventType.STARTED, {**REQUEST, "job_id": other}), stop)
-        assert len(await store.deliveries(JOB)) == 2  # kept while the batch may still retry
-        await hooks.forget_deleted()
+        assert len(await store.deliveries(JOB)) == 1
+        assert await hooks.handle(job_event(EventType.DELETED, JOB, {"deleted_at": at}), stop)
         assert await store.deliveries(JOB) == [] and JOB not in store.callbacks
         assert len(await store.deliveries(other)) == 1 and other in store.callbacks
-        # A late result of the deleted job finds no callback: no delivery, no record.
+        # A late result of the deleted job makes no delivery and no record.
         assert await hooks.handle(record(EventType.COMPLETED, REQUEST), stop)
         assert await store.deliveries(JOB) == []
 
     asyncio.run(scenario())
     assert [url for url, _b, _h in sender.requests] == [
-        "https://hooks.example/in",
-        "https://hooks.example/in",
-        "https://hooks.example/b",
+        "https://hooks.example/in",  # cancelled
+        "https://hooks.example/b",  # the other job's started
+        "https://hooks.example/in",  # deleted
     ]
+
+
+def test_a_deleted_jobs_records_go_only_once_its_retrying_delivery_is_settled() -> None:
+    # The cancel's first attempt fails: it waits for its retry while `deleted` is delivered.
+    sender = FakeSender(Response(500, None), Response(200, None))
+    store = with_callback(EventsWanted.ALL)
+    hooks, _letters = dispatching(sender, store)
+    at = "2026-11-23T12:00:00Z"
+    reason: dict[str, object] = {"reason": "the job was deleted", "cancelled_at": at}
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        cancelled = asyncio.create_task(
+            hooks.handle(job_event(EventType.CANCELLED, JOB, reason), stop)
+        )
+        while not sender.requests:  # its first attempt made (turns of the loop, not time)
+            await asyncio.sleep(0)
+        deleted = await hooks.handle(job_event(EventType.DELETED, JOB, {"deleted_at": at}), stop)
+        assert deleted and await cancelled
+
+    asyncio.run(scenario())
+    assert len(sender.requests) == 3  # the cancel twice, the deletion once
+    # Nothing saved after the records were removed: the retried delivery was settled first.
+    assert store.saved == {} and JOB not in store.callbacks

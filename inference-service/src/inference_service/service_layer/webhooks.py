@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
@@ -122,9 +122,12 @@ class WebhookDispatching:
     _secrets: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # signing keys
     _callbacks: OrderedDict[str, Callback | None] = field(default_factory=OrderedDict, init=False)
     _in_flight: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict, init=False)
-    # Jobs whose `deleted` event was handled: their webhook records go once the batch is
-    # settled (an earlier event of the job in the same batch may still be retrying).
-    _deleted: set[str] = field(default_factory=set, init=False)
+    # Events of each job whose deliveries are under way here, and their end announced: a
+    # deleted job's records go only once none of its deliveries is still being made.
+    _busy: Counter[str] = field(default_factory=Counter, init=False)
+    _quiet: asyncio.Condition = field(default_factory=asyncio.Condition, init=False)
+    # Deleted jobs whose records are gone: a late event of one makes no delivery.
+    _forgotten: OrderedDict[str, None] = field(default_factory=OrderedDict, init=False)
 
     async def handle(self, record: Record, stop: asyncio.Event) -> bool:
         """Deliver what the event owes; False when stopped before all of it was settled (the
@@ -133,35 +136,53 @@ class WebhookDispatching:
         if decoded is None:
             return True  # not ours: the folder sets results aside; nothing to deliver
         envelope, cloudevent = decoded
+        job_id = envelope.subject
+        if job_id in self._forgotten:
+            return True
         if envelope.type is EventType.CREATED:
             self._remember(envelope.subject, _announced(envelope.subject, envelope.data))
         terminal = ends_job_stream(envelope, self.max_job_attempts)
         if envelope.type is EventType.DELETED:
             # The end of the job's life, not of its work: its terminal event came before.
             terminal = False
-            self._deleted.add(envelope.subject)
-        owner, targets = await self._targets(envelope.subject, envelope.data)
-        settled = [
-            await self._deliver(
-                record,
-                cloudevent=cloudevent,
-                owner=owner,
-                target=target,
-                terminal=terminal,
-                stop=stop,
-            )
-            for target in targets
-            if wanted(target, terminal)
-        ]
+        self._busy[job_id] += 1
+        try:
+            owner, targets = await self._targets(job_id, envelope.data)
+            settled = [
+                await self._deliver(
+                    record,
+                    cloudevent=cloudevent,
+                    owner=owner,
+                    target=target,
+                    terminal=terminal,
+                    stop=stop,
+                )
+                for target in targets
+                if wanted(target, terminal)
+            ]
+        finally:
+            self._busy[job_id] -= 1
+            if self._busy[job_id] <= 0:
+                del self._busy[job_id]
+            async with self._quiet:
+                self._quiet.notify_all()
+        if envelope.type is EventType.DELETED and all(settled):
+            return await self._forget(job_id, stop)
         return all(settled)
 
-    async def forget_deleted(self) -> None:
-        """After a settled batch: a deleted job leaves no callback or delivery behind (its
-        later events, if any, find no callback and no owner, so they make none)."""
-        for job_id in sorted(self._deleted):
-            await self.store.forget_job(job_id)
-            self._callbacks.pop(job_id, None)
-        self._deleted.clear()
+    async def _forget(self, job_id: str, stop: asyncio.Event) -> bool:
+        """A deleted job leaves no callback or delivery behind: removed once its other
+        deliveries here (a `completed` still retrying) are settled. False when stopped first."""
+        async with self._quiet:
+            await self._quiet.wait_for(lambda: self._busy[job_id] <= 0 or stop.is_set())
+        if stop.is_set():
+            return False
+        await self.store.forget_job(job_id)
+        self._callbacks.pop(job_id, None)
+        self._forgotten[job_id] = None
+        if len(self._forgotten) > KNOWN_CALLBACKS:
+            self._forgotten.popitem(last=False)
+        return True
 
     async def _targets(self, job_id: str, data: dict[str, object]) -> tuple[str, list[Target]]:
         callback = await self._callback(job_id)

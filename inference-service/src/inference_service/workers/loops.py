@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Final
 
+from inference_common.offsets import OffsetTracker, Work
 from inference_service.ports import (
     BusError,
     GroupRecords,
@@ -160,49 +161,73 @@ class FolderLoop:
 
 @dataclass(eq=False)
 class WebhookLoop:
-    """Job events from both topics (its own group); a batch's deliveries run together, and
-    its offsets are committed once each delivery is settled (delivered or dead)."""
+    """Job events from both topics (its own group), each delivered on its own task: a target
+    that fails or hangs holds up only its own deliveries, while the loop reads on. Offsets
+    are committed per partition up to the first event not yet settled (every delivery
+    delivered or dead), so a restart repeats only what was still under way."""
 
     dispatching: WebhookDispatching
     events: GroupRecords
     _: KW_ONLY
-    batch_size: int
+    max_in_flight: int
+    batch_size: int = 100
     poll_timeout: float = 0.5
     retry_backoff: float = 1.0
 
     async def run(self, stop: asyncio.Event) -> None:
+        offsets = OffsetTracker()
+        tasks: set[asyncio.Task[None]] = set()
+        crashed: list[BaseException] = []
+
+        def ended(task: asyncio.Task[None]) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                crashed.append(task.exception() or RuntimeError())
+
         try:
             while not stop.is_set():
-                records = await self.events.next_batch(self.batch_size, self.poll_timeout)
-                if not records:
-                    continue
-                settled = await self._dispatch(records, stop)
-                if settled is None:
-                    await self.events.rewind(records)
-                    await sleep_or_stop(stop, self.retry_backoff)
-                    continue
-                if not settled:
-                    return  # stopping: what is not settled is consumed again after a restart
-                await self.dispatching.forget_deleted()
-                await self.events.commit(positions(records, []))
+                room = self.max_in_flight - offsets.open
+                if room <= 0 and tasks:  # as many events under way as allowed: wait for one
+                    await asyncio.wait(
+                        tasks, timeout=self.poll_timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                elif room > 0:
+                    for record in await self.events.next_batch(
+                        min(room, self.batch_size), self.poll_timeout
+                    ):
+                        work = offsets.track(record.topic, record.partition, record.offset)
+                        task = asyncio.create_task(self._settle(record, work, stop))
+                        tasks.add(task)
+                        task.add_done_callback(ended)
+                if crashed:
+                    # A bug, not an outage: end the loop, which the runtime restarts; the
+                    # event is consumed again, not skipped.
+                    raise RuntimeError("a webhook delivery failed unexpectedly") from crashed[0]
+                await self.events.commit(offsets.committable())
         finally:
+            # Stopping: deliveries waiting for their next attempt end at once, unsettled. Ended
+            # by a failure (Kafka, a bug): the loop restarts at once and reads them again.
+            if not stop.is_set():
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(BusError):
+                await self.events.commit(offsets.committable())
             await self.events.close()
             await self.dispatching.dead_letters.close()
 
-    async def _dispatch(self, records: list[Record], stop: asyncio.Event) -> bool | None:
-        """Whether every delivery was settled; None when the database or Kafka failed."""
-        failed: BaseException | None = None
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self.dispatching.handle(r, stop)) for r in records]
-        except* (StoreError, BusError) as failures:
-            failed = failures.exceptions[0]
-        if failed is not None:
-            log.warning(
-                "cannot dispatch webhooks from %s now (%s); will retry", records[0].where, failed
-            )
-            return None
-        return all(task.result() for task in tasks)
+    async def _settle(self, record: Record, work: Work, stop: asyncio.Event) -> None:
+        """Deliver what the event owes; its offset may be committed once that is settled."""
+        while not stop.is_set():
+            try:
+                if await self.dispatching.handle(record, stop):
+                    work.finish()
+                return  # not settled: stopping, so it is consumed again after a restart
+            except (StoreError, BusError) as exc:
+                log.warning(
+                    "cannot dispatch webhooks for %s now (%s); will retry", record.where, exc
+                )
+                await sleep_or_stop(stop, self.retry_backoff)
 
 
 class SweeperLoop:
