@@ -267,6 +267,7 @@ class FakeWebhookStore:
         self.secrets: dict[str, str] = {}
         self.saved: dict[str, Delivery] = {}
         self.callback_reads = 0
+        self.subscription_reads = 0
 
     async def add_callback(self, callback: Callback) -> None:
         self.callbacks[callback.job_id] = callback
@@ -279,6 +280,8 @@ class FakeWebhookStore:
         self.subscribed[subscription.id] = subscription
 
     async def subscriptions(self, owner: str | None = None) -> list[Subscription]:
+        self.subscription_reads += 1
+        await asyncio.sleep(0)  # a read takes a turn of the event loop, as a real one does
         found = [s for s in self.subscribed.values() if owner is None or s.owner == owner]
         return sorted(found, key=lambda s: (s.created_at, s.id))
 

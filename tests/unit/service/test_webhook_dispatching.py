@@ -311,3 +311,17 @@ def test_a_deleted_jobs_records_go_only_once_its_retrying_delivery_is_settled() 
     assert len(sender.requests) == 3  # the cancel twice, the deletion once
     # Nothing saved after the records were removed: the retried delivery was settled first.
     assert store.saved == {} and JOB not in store.callbacks
+
+
+def test_events_under_way_at_once_share_one_read_of_the_subscriptions() -> None:
+    sender, store = FakeSender(), FakeWebhookStore()
+    hooks, _letters = dispatching(sender, store)
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        jobs = [f"{n:032x}" for n in range(50)]
+        events = [record(EventType.COMPLETED, {**REQUEST, "job_id": job}) for job in jobs]
+        assert all(await asyncio.gather(*(hooks.handle(event, stop) for event in events)))
+
+    asyncio.run(scenario())
+    assert store.subscription_reads == 1

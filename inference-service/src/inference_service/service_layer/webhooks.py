@@ -119,6 +119,7 @@ class WebhookDispatching:
     _subscriptions: tuple[float, list[Subscription]] = field(
         default_factory=lambda: (float("-inf"), []), init=False
     )
+    _reading_subscriptions: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
     _secrets: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # signing keys
     _callbacks: OrderedDict[str, Callback | None] = field(default_factory=OrderedDict, init=False)
     _in_flight: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict, init=False)
@@ -225,10 +226,13 @@ class WebhookDispatching:
         return job.owner if job is not None else None
 
     async def _all_subscriptions(self) -> list[Subscription]:
-        read_at, subscriptions = self._subscriptions
-        if time.monotonic() - read_at > SUBSCRIPTIONS_TTL:
-            subscriptions = await self.store.subscriptions()
-            self._subscriptions = (time.monotonic(), subscriptions)
+        # One read however many events want the list at once (hundreds may be under way, and
+        # all of them retry together after a database outage); the others wait for it.
+        async with self._reading_subscriptions:
+            read_at, subscriptions = self._subscriptions
+            if time.monotonic() - read_at > SUBSCRIPTIONS_TTL:
+                subscriptions = await self.store.subscriptions()
+                self._subscriptions = (time.monotonic(), subscriptions)
         return subscriptions
 
     async def _secret(self, owner: str) -> str:

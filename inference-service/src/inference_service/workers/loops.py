@@ -173,6 +173,8 @@ class WebhookLoop:
     batch_size: int = 100
     poll_timeout: float = 0.5
     retry_backoff: float = 1.0
+    # Every event under way retries on its own through an outage: one warning in ten seconds.
+    _warned_at: float = field(default=float("-inf"), init=False)
 
     async def run(self, stop: asyncio.Event) -> None:
         offsets = OffsetTracker()
@@ -224,9 +226,11 @@ class WebhookLoop:
                     work.finish()
                 return  # not settled: stopping, so it is consumed again after a restart
             except (StoreError, BusError) as exc:
-                log.warning(
-                    "cannot dispatch webhooks for %s now (%s); will retry", record.where, exc
-                )
+                if time.monotonic() - self._warned_at >= 10.0:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "cannot dispatch webhooks for %s now (%s); will retry", record.where, exc
+                    )
                 await sleep_or_stop(stop, self.retry_backoff)
 
 
