@@ -4,18 +4,16 @@ what the sweep or a fold decides for a job hangs from a span that is exported.""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from datetime import timedelta
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from inference_common.events import EventType
 from inference_common.tracecontext import Span
-from inference_service.domain.clock import now
 from tests.unit.service.builders import jpeg, new_job, record
-from tests.unit.service.fakes import Wired, wire
+from tests.unit.service.fakes import wire
 from tests.unit.service.test_retention import finished, sweep
+from tests.unit.service.test_sweeping import overdue
 
 
 def named(spans: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
@@ -29,11 +27,6 @@ def span_id(span: ReadableSpan) -> str:
 def parent_in(traceparent: str | None) -> str:
     assert traceparent is not None
     return traceparent.split("-")[2]
-
-
-def overdue(wired: Wired, job_id: str) -> None:
-    stored = wired.store.stored[job_id]
-    stored.job = dataclasses.replace(stored.job, deadline=now() - timedelta(seconds=1))
 
 
 def test_a_cancelled_job_gets_its_job_span(spans: InMemorySpanExporter) -> None:

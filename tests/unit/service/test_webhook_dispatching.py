@@ -80,6 +80,11 @@ def test_only_the_terminal_event_by_default() -> None:
     assert event["type"] == EventType.COMPLETED.value and event["subject"] == JOB
 
 
+def job_event(kind: EventType, job_id: str, data: dict[str, object]) -> Record:
+    kafka = to_record(new_event(kind, "/inference-service", job_id, {"job_id": job_id, **data}))
+    return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
+
+
 def created(callback: dict[str, str] | None) -> Record:
     data: dict[str, object] = {
         "job_id": JOB,
@@ -94,8 +99,7 @@ def created(callback: dict[str, str] | None) -> Record:
     }
     if callback is not None:
         data["callback"] = callback
-    kafka = to_record(new_event(EventType.CREATED, "/inference-service", JOB, data))
-    return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
+    return job_event(EventType.CREATED, JOB, data)
 
 
 def test_the_created_event_says_whether_there_is_a_callback_without_a_read() -> None:
@@ -254,11 +258,6 @@ def test_two_ends_of_one_job_at_once_are_one_delivery() -> None:
 
     assert asyncio.run(scenario()) == [True, True]
     assert len(sender.requests) == 1
-
-
-def job_event(kind: EventType, job_id: str, data: dict[str, object]) -> Record:
-    kafka = to_record(new_event(kind, "/inference-service", job_id, {"job_id": job_id, **data}))
-    return Record("jobs", 0, 1, kafka.key, kafka.value, list(kafka.headers))
 
 
 def test_a_deleted_job_leaves_no_callback_or_delivery_behind() -> None:

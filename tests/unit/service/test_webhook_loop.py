@@ -68,6 +68,15 @@ async def until(condition: Callable[[], bool]) -> None:
     raise AssertionError("never happened")
 
 
+def looping(store: FakeWebhookStore, sender: WebhookSender, records: FakeRecords) -> WebhookLoop:
+    letters: DeadLetters = FakeDeadLetters()
+    source: GroupRecords = records
+    dispatching = WebhookDispatching(
+        store, FakeJobStore(), sender, letters, Backoff(0.01, 0.01, 3), max_job_attempts=3
+    )
+    return WebhookLoop(dispatching, source, max_in_flight=100, poll_timeout=0.01)
+
+
 def completed(job_id: str, offset: int) -> Record:
     request = {"job_id": job_id, "execution_id": "e1", "attempt": 1, "model": "m"}
     return dataclasses.replace(record(EventType.COMPLETED, request), offset=offset)
@@ -80,13 +89,7 @@ def test_a_hanging_target_holds_up_only_its_own_delivery() -> None:
     # Two batches: the second is read while the first one's delivery still hangs.
     records = FakeRecords([completed(SLOW, 10)], [completed(FAST, 11)])
     target = HangingTarget()
-    sender: WebhookSender = target
-    letters: DeadLetters = FakeDeadLetters()
-    source: GroupRecords = records
-    dispatching = WebhookDispatching(
-        store, FakeJobStore(), sender, letters, Backoff(0.01, 0.01, 3), max_job_attempts=3
-    )
-    loop = WebhookLoop(dispatching, source, max_in_flight=100, poll_timeout=0.01)
+    loop = looping(store, target, records)
 
     async def scenario() -> None:
         stop = asyncio.Event()
@@ -112,13 +115,7 @@ def test_a_delivery_that_fails_unexpectedly_ends_the_loop_and_commits_nothing() 
     store = BrokenStore()
     store.callbacks[FAST] = Callback(FAST, "bob", GOOD_URL, EventsWanted.TERMINAL)
     records = FakeRecords([completed(FAST, 11)])
-    sender: WebhookSender = HangingTarget()
-    letters: DeadLetters = FakeDeadLetters()
-    source: GroupRecords = records
-    dispatching = WebhookDispatching(
-        store, FakeJobStore(), sender, letters, Backoff(0.01, 0.01, 3), max_job_attempts=3
-    )
-    loop = WebhookLoop(dispatching, source, max_in_flight=100, poll_timeout=0.01)
+    loop = looping(store, HangingTarget(), records)
     with pytest.raises(RuntimeError) as ended:
         asyncio.run(loop.run(asyncio.Event()))
     assert isinstance(ended.value.__cause__, ValueError)

@@ -40,17 +40,18 @@ class RetentionSweeping:
         at = at or now()
         purged = 0
         for job in await self.writer.store.purgeable(at, self.policy, self.batch_size):
-            if not job.due_for_purge(at, self.policy):
+            removed = job.due_for_purge(at, self.policy)
+            if not removed:
                 continue
             with tracing.span(
                 "retention sweep", parent=job.traceparent, attributes={"job_id": job.id}
             ):
-                purged += await self._purge(job, at)
+                purged += await self._purge(job, removed, at)
         return purged
 
-    async def _purge(self, job: Job, at: datetime) -> bool:
-        """Remove what is due of one job, under the span its `purged` event carries."""
-        removed = job.due_for_purge(at, self.policy)
+    async def _purge(self, job: Job, removed: tuple[str, ...], at: datetime) -> bool:
+        """Remove what is due of one job (`removed`), under the span its `purged` event
+        carries."""
         change = job.purge(at, self.policy, tracing.traceparent_of())
         if change is None:
             return False

@@ -141,7 +141,7 @@ class WebhookDispatching:
         if job_id in self._forgotten:
             return True
         if envelope.type is EventType.CREATED:
-            self._remember(envelope.subject, _announced(envelope.subject, envelope.data))
+            self._remember(job_id, _announced(job_id, envelope.data))
         terminal = ends_job_stream(envelope, self.max_job_attempts)
         if envelope.type is EventType.DELETED:
             # The end of the job's life, not of its work: its terminal event came before.
