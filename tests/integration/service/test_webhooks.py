@@ -201,6 +201,9 @@ def test_a_500_and_a_timeout_are_retried_under_one_id_then_delivered() -> None:
     receiver = Receiver(500, "hang")
     try:
         _job, delivery, _secret = one_job_to_its_end(receiver)
+        # The hung request is recorded when its handler wakes (2 s), which may be after the
+        # third attempt was answered and settled.
+        wait_for(lambda: len(receiver.received) >= 3, 10, "the hung request's record")
     finally:
         receiver.close()
     assert delivery["state"] == "delivered"
